@@ -1,0 +1,180 @@
+"""Executors run the pending tasks of a list of stages: a local process pool, or SLURM arrays.
+
+Both call the same ``runtime.run_task`` for every task, so a stage gives the same outputs under
+either. SLURM is the distributed engine (through submitit); there is no home-made scheduler.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline import runtime
+from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
+from pipeline.runtime import Stage, StageError
+from pipeline.schema import to_yaml
+
+log = logging.getLogger("webtext.pipeline")
+
+
+class Executor(ABC):
+    @abstractmethod
+    def run(self, stages: list[Stage]) -> None:
+        """Run every pending task of ``stages`` in order; raise ``StageError`` if any fails."""
+
+
+def make_executor(cfg: ExecutorConfig) -> Executor:
+    if isinstance(cfg, LocalExecutorConfig):
+        return LocalExecutor(cfg)
+    if isinstance(cfg, SlurmExecutorConfig):
+        return SlurmExecutor(cfg)
+    raise TypeError(f"no executor for {type(cfg).__name__}")
+
+
+def _failure(stage: Stage, index: int, err: BaseException) -> str:
+    return f"task {index} ({type(err).__name__}: {err}); log: {stage.paths.log(index)}"
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine; stages run one after another."""
+
+    def __init__(self, cfg: LocalExecutorConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, stages: list[Stage]) -> None:
+        for stage in stages:
+            stage.check_inputs()
+            runtime.prepare(stage)
+            pending = runtime.pending_tasks(stage)
+            log.info("%s: %d of %d tasks to run", stage.name, len(pending), stage.num_tasks)
+            if pending:
+                self._run_tasks(stage, pending)
+            stats = runtime.finalize(stage)
+            log.info("%s: done; %s", stage.name, stats["counts"])
+
+    def _run_tasks(self, stage: Stage, pending: list[int]) -> None:
+        workers = min(self.cfg.workers or os.cpu_count() or 1, len(pending))
+        context = multiprocessing.get_context(self.cfg.start_method)
+        failures: list[str] = []
+        with ProcessPoolExecutor(workers, mp_context=context) as pool, tqdm(
+            total=len(pending), desc=stage.name, unit="task", disable=None
+        ) as bar:
+            futures: dict[Future[dict[str, Any]], int] = {
+                pool.submit(runtime.run_task, stage, i): i for i in pending
+            }
+            not_done = set(futures)
+            while not_done:
+                done, not_done = wait(not_done, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    err = future.exception()
+                    if err is None:
+                        bar.update()
+                        continue
+                    failures.append(_failure(stage, futures[future], err))
+                    if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
+                        not_done = set()
+        if failures:
+            raise StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  " + "\n  ".join(failures)
+                             + "\nfinished tasks are kept; rerun the same command to retry the rest")
+
+
+class _SacctOnce(logging.Filter):
+    """submitit warns at every poll when the cluster keeps no accounting (``sacct`` fails, as on
+    the one-node test cluster); results still arrive, so say it once."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in record.getMessage():
+            return True
+        if _SacctOnce.seen:
+            return False
+        _SacctOnce.seen = True
+        record.msg, record.args = "sacct is unavailable (no SLURM accounting); polling squeue", ()
+        return True
+
+
+class SlurmExecutor(Executor):
+    """One SLURM job array per stage through submitit, chained with ``afterok`` dependencies."""
+
+    def __init__(self, cfg: SlurmExecutorConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, stages: list[Stage]) -> None:
+        import submitit
+
+        submitit_log = logging.getLogger("submitit")
+        submitit_log.propagate = False  # it has its own handler; the root one would repeat it
+        if not any(isinstance(f, _SacctOnce) for f in submitit_log.filters):
+            submitit_log.addFilter(_SacctOnce())
+        stages[0].check_inputs()  # later stages check theirs when their tasks start
+        submitted: list[tuple[Stage, list[tuple[int, Any]]]] = []
+        previous: str | None = None
+        for stage in stages:
+            runtime.prepare(stage)
+            pending = runtime.pending_tasks(stage)
+            if not pending:
+                log.info("%s: all %d tasks already done", stage.name, stage.num_tasks)
+                submitted.append((stage, []))
+                continue
+            executor = self._executor(submitit, stage, previous)
+            jobs = executor.map_array(functools.partial(runtime.run_task, stage), pending)
+            previous = jobs[0].job_id.split("_")[0]
+            log.info("%s: submitted %d task(s) as array job %s (logs: %s)",
+                     stage.name, len(jobs), previous, stage.paths.slurm_logs)
+            submitted.append((stage, list(zip(pending, jobs, strict=True))))
+        if not self.cfg.wait:
+            log.info("not waiting (executor.wait=false); rerun the same command when the jobs end "
+                     "to collect stats")
+            return
+        self._wait(submitted)
+
+    def _executor(self, submitit: Any, stage: Stage, after: str | None) -> Any:
+        folder = stage.paths.slurm_logs
+        folder.mkdir(parents=True, exist_ok=True)
+        runtime.atomic_write(folder / "config.yaml", to_yaml(stage.cfg))
+        additional = {"kill-on-invalid-dep": "yes", **self.cfg.additional}
+        if after is not None:
+            additional["dependency"] = f"afterok:{after}"
+        params: dict[str, Any] = {
+            "name": f"{self.cfg.job_name_prefix}-{stage.name}",
+            "timeout_min": self.cfg.time_min,
+            "cpus_per_task": self.cfg.cpus_per_task,
+            "mem_gb": self.cfg.mem_gb,
+            "slurm_array_parallelism": self.cfg.array_parallelism,
+            "slurm_additional_parameters": additional,
+            "slurm_setup": list(self.cfg.setup),
+        }
+        for key in ("partition", "account", "qos"):
+            if getattr(self.cfg, key) is not None:
+                params[f"slurm_{key}"] = getattr(self.cfg, key)
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+        executor.update_parameters(**params)
+        return executor
+
+    def _wait(self, submitted: list[tuple[Stage, list[tuple[int, Any]]]]) -> None:
+        for position, (stage, jobs) in enumerate(submitted):
+            failures = []
+            for index, job in tqdm(jobs, desc=stage.name, unit="task", disable=None):
+                try:
+                    job.result()
+                except Exception as err:  # submitit's errors carry the task's traceback
+                    failures.append(_failure(stage, index, err).split("\n")[0]
+                                    + f"; job {job.job_id}, stderr: {job.paths.stderr}")
+            if failures:
+                for _, later in submitted[position + 1:]:
+                    for _, job in later:
+                        job.cancel(check=False)
+                raise StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  "
+                                 + "\n  ".join(failures)
+                                 + "\nfinished tasks are kept; rerun the same command to retry the rest")
+            stats = runtime.finalize(stage)
+            log.info("%s: done; %s", stage.name, stats["counts"])

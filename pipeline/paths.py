@@ -1,0 +1,59 @@
+"""Where every artifact of a stage lives. The one place these paths are spelled out.
+
+    <workdir>/<stage>/...                  the stage's outputs (shards)
+    <workdir>/<stage>/stats.json           counts by reason, summed over tasks
+    <workdir>/<stage>/_state/config.yaml   the resolved config of the last run
+    <workdir>/<stage>/_state/stage.json    task count and stage config the outputs were made with
+    <workdir>/<stage>/_state/done/NNNNN.json   completion marker (and stats) of task NNNNN
+    <workdir>/<stage>/_state/tmp/NNNNN/    outputs of task NNNNN until it finishes
+    <workdir>/logs/<stage>/task_NNNNN.log  per-task log (appended by every attempt)
+    <workdir>/logs/slurm/<stage>/          submitit's job folders, sbatch scripts, config
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    workdir: Path
+    stage: str
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / self.stage
+
+    @property
+    def state(self) -> Path:
+        return self.root / "_state"
+
+    @property
+    def config(self) -> Path:
+        return self.state / "config.yaml"
+
+    @property
+    def meta(self) -> Path:
+        return self.state / "stage.json"
+
+    @property
+    def done_dir(self) -> Path:
+        return self.state / "done"
+
+    def done(self, task: int) -> Path:
+        return self.done_dir / f"{task:05d}.json"
+
+    def tmp(self, task: int) -> Path:
+        return self.state / "tmp" / f"{task:05d}"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats.json"
+
+    def log(self, task: int) -> Path:
+        return self.workdir / "logs" / self.stage / f"task_{task:05d}.log"
+
+    @property
+    def slurm_logs(self) -> Path:
+        return self.workdir / "logs" / "slurm" / self.stage

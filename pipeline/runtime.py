@@ -1,0 +1,281 @@
+"""The stage runtime: what every stage gets for free, whichever executor runs it.
+
+A stage is a function of (config, task index, task count) -> output shards. Around a stage's
+``run_task`` the runtime
+
+- skips a task whose completion marker exists (an interrupted run resumes by rerunning it);
+- hands the task a private temporary folder; outputs are written there and renamed into the stage
+  folder only when the task has finished, then the completion marker is written: a task that died
+  leaves no half-written shard behind;
+- logs each attempt to ``logs/<stage>/task_NNNNN.log``;
+- counts every kept item and every drop or failure by reason, into the marker, then ``stats.json``;
+- saves the resolved config beside the outputs and refuses to mix outputs made with another
+  stage config or task count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pipeline.config import PipelineConfig
+from pipeline.paths import StagePaths
+from pipeline.schema import diff, to_dict, to_yaml
+
+log = logging.getLogger("webtext.pipeline")
+T = TypeVar("T")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run: missing inputs, a changed config, failed tasks. The message says why."""
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass
+class TaskContext:
+    """What a task sees: its index, a place for outputs, counters and a logger."""
+
+    index: int
+    tasks: int
+    paths: StagePaths
+    logger: logging.Logger
+    counts: Counter[str] = field(default_factory=Counter)
+    metrics: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tmp(self) -> Path:
+        return self.paths.tmp(self.index)
+
+    def output(self, relpath: str) -> Path:
+        """Path to write the output ``relpath`` (relative to the stage folder) to.
+
+        The file is written in the task's temporary folder and moved into the stage folder when
+        the task finishes.
+        """
+        path = self.tmp / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` items under ``reason`` (``kept`` or a snake_case drop/failure reason)."""
+        if n:
+            self.counts[reason] += n
+
+    def add(self, metric: str, value: float) -> None:
+        """Add to a summed metric (tokens, bytes, ...) reported beside the counts."""
+        self.metrics[metric] += value
+
+    def progress(self, items: Iterable[T], total: int | None, unit: str) -> Iterator[T]:
+        """Iterate ``items``, logging progress and rate at most every 10 seconds."""
+        start = last = time.monotonic()
+        for done, item in enumerate(items, 1):
+            yield item
+            now = time.monotonic()
+            if now - last >= 10:
+                last = now
+                rate = done / (now - start)
+                of = f"/{total:,}" if total is not None else ""
+                self.logger.info("%s%s %s (%.1f %s/s)", f"{done:,}", of, unit, rate, unit)
+
+
+class Stage(ABC):
+    """One step of the data flow. Subclasses set ``name`` and implement ``run_task``.
+
+    The heuristics a stage applies belong in pure functions its ``run_task`` calls; the stage itself
+    does I/O, sharding and counting.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        self.workdir = Path(cfg.workdir).resolve()
+        self.paths = StagePaths(self.workdir, self.name)
+
+    @property
+    @abstractmethod
+    def num_tasks(self) -> int:
+        """How many tasks the stage is split into."""
+
+    @abstractmethod
+    def stage_config(self) -> Any:
+        """The config section that determines this stage's outputs (compared on resume)."""
+
+    def check_inputs(self) -> None:
+        """Raise ``StageError`` when the stage's inputs are missing or incomplete."""
+
+    @abstractmethod
+    def run_task(self, ctx: TaskContext) -> None:
+        """Process this task's slice of the input, writing outputs through ``ctx.output``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workdir={str(self.workdir)!r}, tasks={self.num_tasks})"
+
+
+# --- the stage lifecycle: prepare, run tasks, finalize ---------------------------------------------
+
+
+def completed_tasks(paths: StagePaths) -> set[int]:
+    if not paths.done_dir.is_dir():
+        return set()
+    return {int(p.stem) for p in paths.done_dir.glob("*.json")}
+
+
+def pending_tasks(stage: Stage) -> list[int]:
+    done = completed_tasks(stage.paths)
+    return [i for i in range(stage.num_tasks) if i not in done]
+
+
+def prepare(stage: Stage) -> None:
+    """Before any task runs: refuse to mix configs, then save the resolved config."""
+    meta = {"stage": stage.name, "tasks": stage.num_tasks, "config": to_dict(stage.stage_config())}
+    if stage.paths.meta.exists() and completed_tasks(stage.paths):
+        old = read_json(stage.paths.meta)
+        changes = diff({"tasks": old["tasks"], **old["config"]}, {"tasks": meta["tasks"], **meta["config"]})
+        if changes:
+            raise StageError(
+                f"{stage.paths.root} holds outputs of {stage.name} made with another config "
+                f"({'; '.join(changes)}). Rerun with the old values, or use a new workdir "
+                f"(or delete {stage.paths.root}) to start over."
+            )
+    atomic_write(stage.paths.meta, dump_json(meta))
+    atomic_write(stage.paths.config, to_yaml(stage.cfg))
+
+
+def run_task(stage: Stage, index: int) -> dict[str, Any]:
+    """Run one task of ``stage`` in this process, unless it already finished. Returns its stats."""
+    paths = stage.paths
+    if paths.done(index).exists():
+        return {**read_json(paths.done(index)), "skipped": True}
+    logger, handler = _task_logger(stage, index)
+    try:
+        stage.check_inputs()
+        shutil.rmtree(paths.tmp(index), ignore_errors=True)  # leftovers of a killed attempt
+        paths.tmp(index).mkdir(parents=True)
+        ctx = TaskContext(index=index, tasks=stage.num_tasks, paths=paths, logger=logger)
+        started = time.time()
+        logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
+                    socket.gethostname(), os.getpid())
+        stage.run_task(ctx)
+        outputs = _commit_outputs(ctx)
+        stats = {
+            "stage": stage.name, "task": index, "tasks": stage.num_tasks,
+            "counts": dict(sorted(ctx.counts.items())), "metrics": dict(sorted(ctx.metrics.items())),
+            "outputs": outputs, "host": socket.gethostname(), "pid": os.getpid(),
+            "started_at": started, "elapsed_s": round(time.time() - started, 3),
+        }
+        atomic_write(paths.done(index), dump_json(stats))
+        logger.info("task %d finished in %.1fs: %s", index, stats["elapsed_s"], stats["counts"])
+        return stats
+    except BaseException:
+        logger.exception("task %d failed", index)
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _task_logger(stage: Stage, index: int) -> tuple[logging.Logger, logging.Handler]:
+    path = stage.paths.log(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(stage.cfg.log_level)
+    return logging.getLogger(f"webtext.{stage.name}.{index:05d}"), handler
+
+
+def _commit_outputs(ctx: TaskContext) -> list[str]:
+    """Move a finished task's outputs from its temporary folder into the stage folder."""
+    outputs = sorted(p for p in ctx.tmp.rglob("*") if p.is_file())
+    names = []
+    for src in outputs:
+        rel = src.relative_to(ctx.tmp)
+        dst = ctx.paths.root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        names.append(rel.as_posix())
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the parent of every task's tmp folder, once it is empty
+        ctx.tmp.parent.rmdir()
+    return names
+
+
+def finalize(stage: Stage) -> dict[str, Any]:
+    """Sum the tasks' markers into ``stats.json``; the stage must be complete."""
+    missing = pending_tasks(stage)
+    if missing:
+        raise StageError(f"{stage.name}: tasks {_ranges(missing)} have not finished")
+    counts: Counter[str] = Counter()
+    metrics: Counter[str] = Counter()
+    elapsed = 0.0
+    for index in range(stage.num_tasks):
+        marker = read_json(stage.paths.done(index))
+        counts.update(marker["counts"])
+        metrics.update(marker["metrics"])
+        elapsed += marker["elapsed_s"]
+    stats = {
+        "stage": stage.name, "tasks": stage.num_tasks,
+        "counts": dict(sorted(counts.items())), "metrics": dict(sorted(metrics.items())),
+        "task_seconds": round(elapsed, 3),
+    }
+    atomic_write(stage.paths.stats, dump_json(stats))
+    return stats
+
+
+def require_complete(upstream: StagePaths) -> None:
+    """Raise unless the stage at ``upstream`` (if this project made it) finished every task."""
+    if not upstream.meta.exists():
+        return  # made by another tool, or by hand: nothing to check against
+    tasks = read_json(upstream.meta)["tasks"]
+    missing = sorted(set(range(tasks)) - completed_tasks(upstream))
+    if missing:
+        raise StageError(
+            f"input stage {upstream.stage} in {upstream.root} is incomplete: tasks "
+            f"{_ranges(missing)} of {tasks} have not finished; run it to completion first"
+        )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5``, for messages."""
+    spans: list[str] = []
+    start = prev = None
+    for n in [*numbers, None]:
+        if start is not None and (n is None or n != prev + 1):
+            spans.append(f"{start}-{prev}" if prev != start else str(start))
+            start = None
+        if n is not None and start is None:
+            start = n
+        prev = n
+    return ", ".join(spans)

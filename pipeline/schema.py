@@ -1,0 +1,128 @@
+"""Typed configs: one dataclass per concern, each field documented, validated once.
+
+The YAML files in ``conf/`` hold values only; the schemas here say what each value means and which
+values are allowed. Hydra composes the YAML onto the schemas (so a misspelt key fails at parse time),
+``from_hydra`` turns the result into plain dataclass objects and ``validate`` checks every field's
+range and each schema's cross-field rules. Nothing below an entry point sees Hydra.
+
+A field is declared with ``param``::
+
+    workers: int = param(2, "worker processes of the local pool", ge=1)
+
+and a failed check raises ``ConfigError`` naming the full key (``executor.workers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value that is wrong; ``key`` is its dotted path from the config root."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with ``prefix`` prepended to its key."""
+        return ConfigError(f"{prefix}{self.key}", self.message)
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Iterable[Any] | None = None,
+) -> Any:
+    """A documented dataclass field with optional bounds (``ge``, ``gt``, ``le``, ``lt``) or choices."""
+    if not doc:
+        raise ValueError("every config field needs a one-line doc")
+    checks = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": tuple(choices) if choices else None}
+    metadata = {"doc": doc, **{k: v for k, v in checks.items() if v is not None}}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_BOUNDS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "ge": (lambda v, b: v >= b, ">="),
+    "gt": (lambda v, b: v > b, ">"),
+    "le": (lambda v, b: v <= b, "<="),
+    "lt": (lambda v, b: v < b, "<"),
+}
+
+
+def _check_field(value: Any, meta: dict[str, Any], key: str) -> None:
+    if value is None:
+        return
+    for name, (ok, symbol) in _BOUNDS.items():
+        if name in meta and not ok(value, meta[name]):
+            raise ConfigError(key, f"must be {symbol} {meta[name]}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        allowed = ", ".join(map(str, meta["choices"]))
+        raise ConfigError(key, f"must be one of [{allowed}], got {value!r}")
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Check every field of a config tree; raise ``ConfigError`` naming the first bad key.
+
+    Field bounds come from ``param``; a schema's own cross-field rules live in its ``check()``
+    method, which raises ``ConfigError`` with keys relative to itself.
+    """
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        _check_field(value, dict(f.metadata), key)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{key}.")
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ConfigError as err:
+            raise err.under(prefix) from None
+
+
+def from_hydra(cfg: DictConfig, schema: type[T]) -> T:
+    """Turn Hydra's composed config into validated ``schema`` objects."""
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, schema):
+        raise TypeError(f"config root is {type(obj).__name__}, expected {schema.__name__}")
+    validate(obj)
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A config tree as plain dicts and lists (for YAML, JSON and comparisons)."""
+    return dataclasses.asdict(obj)
+
+
+def to_yaml(obj: Any) -> str:
+    """The resolved config as YAML, saved beside every output and in every checkpoint."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key: old -> new``."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes

@@ -1,0 +1,168 @@
+"""Tokenize: corpus text -> GPT-2 BPE token shards in llm.c's ``.bin`` format.
+
+Shard format (llm.c ``dev/data/data_common.py``): a header of 256 int32 (magic 20240520, version 1,
+token count, zeros), then the tokens as uint16. Every document is preceded by ``<|endoftext|>``
+(50256), as llm.c and modded-nanogpt write them, so shards made there train here and vice versa.
+
+Each document goes to train or val by a salted hash of its id, so the split does not depend on the
+task count or the order of files. Tasks take contiguous slices of the input's Parquet row groups;
+reading the shards task by task, in name order, gives the documents in input order.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from model.tokenizer import EOT_ID, gpt2_encoding
+from pipeline.config import TokenizeConfig
+from pipeline.paths import StagePaths
+from pipeline.runtime import Stage, StageError, TaskContext, require_complete
+
+MAGIC = 20240520
+VERSION = 1
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+
+
+def header(num_tokens: int) -> np.ndarray:
+    head = np.zeros(HEADER_INTS, dtype=np.int32)
+    head[:3] = (MAGIC, VERSION, num_tokens)
+    return head
+
+
+def read_shard(path: str | Path) -> np.ndarray:
+    """The tokens of one llm.c shard, memory-mapped; raises ``ValueError`` naming what is wrong."""
+    path = Path(path)
+    head = np.fromfile(path, dtype=np.int32, count=HEADER_INTS)
+    if len(head) < HEADER_INTS or head[0] != MAGIC:
+        raise ValueError(f"{path}: not an llm.c token shard (magic {head[:1]} != {MAGIC})")
+    if head[1] != VERSION:
+        raise ValueError(f"{path}: shard version {head[1]}, expected {VERSION}")
+    num_tokens = int(head[2])
+    expected = HEADER_BYTES + 2 * num_tokens
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, header promises {expected}")
+    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
+
+
+class ShardWriter:
+    """Writes a series of shards ``<prefix>_NNN.bin``, each at most ``max_tokens`` tokens.
+
+    Documents are split across shard boundaries, as llm.c does, so every shard but the last is full.
+    """
+
+    def __init__(self, ctx: TaskContext, prefix: str, max_tokens: int) -> None:
+        self.ctx, self.prefix, self.max_tokens = ctx, prefix, max_tokens
+        self.part = 0
+        self.file: BinaryIO | None = None
+        self.in_file = 0
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.file is None:
+                path = self.ctx.output(f"{self.prefix}_{self.part:03d}.bin")
+                self.file = open(path, "wb")
+                self.file.write(header(0).tobytes())
+                self.in_file = 0
+            room = self.max_tokens - self.in_file
+            head, tokens = tokens[:room], tokens[room:]
+            self.file.write(head.tobytes())
+            self.in_file += len(head)
+            if self.in_file == self.max_tokens:
+                self._close_file()
+
+    def _close_file(self) -> None:
+        assert self.file is not None
+        self.file.seek(0)
+        self.file.write(header(self.in_file).tobytes())
+        self.file.close()
+        self.file = None
+        self.part += 1
+
+    def close(self) -> None:
+        if self.file is not None:
+            self._close_file()
+
+
+def in_val_split(key: str, fraction: float, salt: str) -> bool:
+    """Whether the document with this key belongs to the validation split."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
+
+
+class TokenizeStage(Stage):
+    name = "tokenize"
+
+    @property
+    def conf(self) -> TokenizeConfig:
+        return self.cfg.tokenize
+
+    @property
+    def num_tasks(self) -> int:
+        return self.conf.tasks
+
+    def stage_config(self) -> TokenizeConfig:
+        return self.conf
+
+    def input_files(self) -> list[Path]:
+        pattern = self.conf.input
+        if not Path(pattern).is_absolute():
+            pattern = str(self.workdir / pattern)
+        return [Path(p) for p in sorted(glob.glob(pattern))]
+
+    def check_inputs(self) -> None:
+        files = self.input_files()
+        if not files:
+            raise StageError(f"tokenize: no input matches {self.conf.input!r} (under {self.workdir})")
+        upstream = {f.parent for f in files}
+        for folder in upstream:
+            if folder.parent == self.workdir:  # a stage folder of this workdir, e.g. corpus/
+                require_complete(StagePaths(self.workdir, folder.name))
+
+    def units(self) -> list[tuple[Path, int]]:
+        """Every (file, row group) of the input, in order: the units split among tasks."""
+        return [(f, g) for f in self.input_files() for g in range(pq.ParquetFile(f).num_row_groups)]
+
+    def run_task(self, ctx: TaskContext) -> None:
+        units = self.units()
+        mine = units[ctx.index * len(units) // ctx.tasks:(ctx.index + 1) * len(units) // ctx.tasks]
+        ctx.logger.info("row groups %d of %d", len(mine), len(units))
+        writers = {split: ShardWriter(ctx, f"{split}_{ctx.index:05d}", self.conf.shard_tokens)
+                   for split in ("train", "val")}
+        for path, group in ctx.progress(mine, len(mine), "row groups"):
+            self._tokenize_row_group(ctx, path, group, writers)
+        for writer in writers.values():
+            writer.close()
+
+    def _tokenize_row_group(self, ctx: TaskContext, path: Path, group: int,
+                            writers: dict[str, ShardWriter]) -> None:
+        conf = self.conf
+        columns = [conf.text_column] + ([conf.id_column] if conf.id_column else [])
+        try:
+            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+        except KeyError as err:
+            raise StageError(f"{path} has no column {err}; set tokenize.text_column/id_column") from None
+        texts = table.column(conf.text_column).to_pylist()
+        keys = table.column(conf.id_column).to_pylist() if conf.id_column else texts
+        encoding = gpt2_encoding()
+        for start in range(0, len(texts), conf.batch_docs):
+            batch = [(t, k) for t, k in zip(texts[start:start + conf.batch_docs],
+                                           keys[start:start + conf.batch_docs], strict=True)]
+            kept = [(t, str(k)) for t, k in batch if t and t.strip()]
+            ctx.count("empty_text", len(batch) - len(kept))
+            encoded = encoding.encode_ordinary_batch([t for t, _ in kept], num_threads=1)
+            for (text, key), tokens in zip(kept, encoded, strict=True):
+                split = "val" if in_val_split(key, conf.val_fraction, conf.split_salt) else "train"
+                writers[split].write(np.array([EOT_ID, *tokens], dtype=np.uint16))
+                ctx.count("kept")
+                ctx.add(f"{split}_docs", 1)
+                ctx.add(f"{split}_tokens", len(tokens) + 1)
+                ctx.add("text_bytes", len(text.encode()))

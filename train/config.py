@@ -1,0 +1,71 @@
+"""Schemas of ``python -m train``. Values live in conf/train.yaml and conf/model/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from model.config import GPTConfig
+from pipeline.schema import ConfigError, param
+
+
+@dataclass
+class DataConfig:
+    dir: str = param(MISSING, "folder of llm.c token shards: train_*.bin and val_*.bin")
+    train_pattern: str = param("train_*.bin", "glob of training shards inside dir")
+    val_pattern: str = param("val_*.bin", "glob of validation shards inside dir")
+
+
+@dataclass
+class OptimConfig:
+    max_lr: float = param(6e-4, "peak learning rate, after warmup", gt=0.0)
+    min_lr_ratio: float = param(0.1, "final learning rate as a share of max_lr", ge=0.0, le=1.0)
+    warmup_steps: int = param(700, "steps of linear warmup", ge=0)
+    weight_decay: float = param(0.1, "AdamW weight decay on matrices (not biases or norms)", ge=0.0)
+    beta1: float = param(0.9, "AdamW beta1", ge=0.0, lt=1.0)
+    beta2: float = param(0.95, "AdamW beta2", ge=0.0, lt=1.0)
+    grad_clip: float = param(1.0, "clip the global gradient norm to this; 0 disables", ge=0.0)
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = param(False, "log metrics to Weights & Biases")
+    project: str = param("webtext", "wandb project")
+    mode: str = param("offline", "wandb mode", choices=("online", "offline", "disabled"))
+
+
+@dataclass
+class TrainConfig:
+    model: GPTConfig = param(MISSING, "model shape (config group model/)")
+    data: DataConfig = param(doc="training data", factory=DataConfig)
+    optim: OptimConfig = param(doc="optimizer and learning-rate schedule", factory=OptimConfig)
+    wandb: WandbConfig = param(doc="experiment tracking", factory=WandbConfig)
+    out_dir: str = param("runs/default", "checkpoints, metrics and samples go here")
+    seed: int = param(1337, "random seed (data order and initialisation)")
+    micro_batch_size: int = param(16, "sequences per device per forward pass", ge=1)
+    total_batch_tokens: int = param(524288, "tokens per optimizer step, over all devices", ge=1)
+    max_steps: int = param(19073, "optimizer steps (19,073 x 0.5M tokens = 10B tokens)", ge=1)
+    eval_every_steps: int = param(250, "validate every this many steps", ge=1)
+    eval_tokens: int = param(10_485_760, "validation tokens per evaluation", ge=1)
+    checkpoint_every_steps: int = param(1000, "save a checkpoint every this many steps", ge=1)
+    log_every_steps: int = param(10, "log training metrics every this many steps", ge=1)
+    device: str = param("auto", "cuda, cpu, or auto (cuda when available)")
+    dtype: str = param("bfloat16", "autocast dtype on GPU", choices=("float32", "bfloat16", "float16"))
+    compile: bool = param(False, "torch.compile the model")
+
+    def check(self) -> None:
+        if self.total_batch_tokens % self.model.block_size:
+            raise ConfigError(
+                "total_batch_tokens",
+                f"{self.total_batch_tokens} is not a multiple of model.block_size={self.model.block_size}",
+            )
+        if self.optim.warmup_steps > self.max_steps:
+            raise ConfigError("optim.warmup_steps", f"{self.optim.warmup_steps} exceeds max_steps={self.max_steps}")
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="model", name="gpt_schema", node=GPTConfig)

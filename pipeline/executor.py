@@ -40,7 +40,16 @@ def make_executor(cfg: ExecutorConfig) -> Executor:
 
 
 def _failure(stage: Stage, index: int, err: BaseException) -> str:
-    return f"task {index} ({type(err).__name__}: {err}); log: {stage.paths.log(index)}"
+    """One line per failed task: the error (the last line of a remote traceback) and its log."""
+    text = str(err)
+    if "\n----------------------\n" in text:  # submitit's: a header, the remote traceback, a footer
+        text = text.split("\n----------------------\n")[-2]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:  # a traceback: its last line says why
+        reason = lines[-1]
+    else:
+        reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return f"task {index} ({reason}); log: {stage.paths.log(index)}"
 
 
 class LocalExecutor(Executor):
@@ -166,9 +175,9 @@ class SlurmExecutor(Executor):
             for index, job in tqdm(jobs, desc=stage.name, unit="task", disable=None):
                 try:
                     job.result()
-                except Exception as err:  # submitit's errors carry the task's traceback
-                    failures.append(_failure(stage, index, err).split("\n")[0]
-                                    + f"; job {job.job_id}, stderr: {job.paths.stderr}")
+                except Exception as err:
+                    failures.append(f"{_failure(stage, index, err)}; job {job.job_id}, "
+                                    f"stderr: {job.paths.stderr}")
             if failures:
                 for _, later in submitted[position + 1:]:
                     for _, job in later:

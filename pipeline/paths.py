@@ -1,11 +1,11 @@
 """Where every artifact of a stage lives. The one place these paths are spelled out.
 
-    <workdir>/<stage>/...                  the stage's outputs (shards)
-    <workdir>/<stage>/stats.json           counts by reason, summed over tasks
-    <workdir>/<stage>/_state/config.yaml   the resolved config of the last run
-    <workdir>/<stage>/_state/stage.json    task count and stage config the outputs were made with
-    <workdir>/<stage>/_state/done/NNNNN.json   completion marker (and stats) of task NNNNN
-    <workdir>/<stage>/_state/tmp/NNNNN/    outputs of task NNNNN until it finishes
+    <workdir>/<folder>/...                 the stage's outputs (shards); folder names below
+    <workdir>/<folder>/stats.json          counts by reason, summed over tasks
+    <workdir>/<folder>/_state/config.yaml   the resolved config of the last run
+    <workdir>/<folder>/_state/stage.json    task count and stage config the outputs were made with
+    <workdir>/<folder>/_state/done/NNNNN.json   completion marker (and stats) of task NNNNN
+    <workdir>/<folder>/_state/tmp/NNNNN/    outputs of task NNNNN until it finishes
     <workdir>/logs/<stage>/task_NNNNN.log  per-task log (appended by every attempt)
     <workdir>/logs/slurm/<stage>/          submitit's job folders, sbatch scripts, config
 """
@@ -15,15 +15,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The folder each stage writes, as the user-facing contract names them (docs/DESIGN.md).
+STAGE_FOLDERS = {
+    "links": "links", "fetch": "fetch", "extract": "docs", "dedup": "dedup",
+    "publish": "corpus", "tokenize": "tokens",
+}
+
 
 @dataclass(frozen=True)
 class StagePaths:
     workdir: Path
     stage: str
 
+    @classmethod
+    def of_folder(cls, workdir: Path, folder: str) -> StagePaths:
+        """The paths of the stage that writes ``workdir/folder``."""
+        stages = {f: s for s, f in STAGE_FOLDERS.items()}
+        return cls(workdir, stages.get(folder, folder))
+
     @property
     def root(self) -> Path:
-        return self.workdir / self.stage
+        return self.workdir / STAGE_FOLDERS.get(self.stage, self.stage)
 
     @property
     def state(self) -> Path:

@@ -262,7 +262,7 @@ def require_complete(upstream: StagePaths) -> None:
     missing = sorted(set(range(tasks)) - completed_tasks(upstream))
     if missing:
         raise StageError(
-            f"input stage {upstream.stage} in {upstream.root} is incomplete: tasks "
+            f"input stage {upstream.stage} ({upstream.root}) is incomplete: tasks "
             f"{_ranges(missing)} of {tasks} have not finished; run it to completion first"
         )
 

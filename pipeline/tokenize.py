@@ -122,10 +122,9 @@ class TokenizeStage(Stage):
         files = self.input_files()
         if not files:
             raise StageError(f"tokenize: no input matches {self.conf.input!r} (under {self.workdir})")
-        upstream = {f.parent for f in files}
-        for folder in upstream:
+        for folder in {f.parent for f in files}:
             if folder.parent == self.workdir:  # a stage folder of this workdir, e.g. corpus/
-                require_complete(StagePaths(self.workdir, folder.name))
+                require_complete(StagePaths.of_folder(self.workdir, folder.name))
 
     def units(self) -> list[tuple[Path, int]]:
         """Every (file, row group) of the input, in order: the units split among tasks."""
@@ -146,18 +145,22 @@ class TokenizeStage(Stage):
                             writers: dict[str, ShardWriter]) -> None:
         conf = self.conf
         columns = [conf.text_column] + ([conf.id_column] if conf.id_column else [])
-        try:
-            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
-        except KeyError as err:
-            raise StageError(f"{path} has no column {err}; set tokenize.text_column/id_column") from None
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise StageError(f"{path} has no column {missing[0]!r} (columns: "
+                             f"{parquet.schema_arrow.names}); set tokenize.text_column/id_column")
+        table = parquet.read_row_group(group, columns=columns)
         texts = table.column(conf.text_column).to_pylist()
         keys = table.column(conf.id_column).to_pylist() if conf.id_column else texts
         encoding = gpt2_encoding()
         for start in range(0, len(texts), conf.batch_docs):
             batch = [(t, k) for t, k in zip(texts[start:start + conf.batch_docs],
                                            keys[start:start + conf.batch_docs], strict=True)]
-            kept = [(t, str(k)) for t, k in batch if t and t.strip()]
-            ctx.count("empty_text", len(batch) - len(kept))
+            kept = [(t, str(k)) for t, k in batch if isinstance(t, str) and t.strip()]
+            ctx.count("not_text", sum(t is not None and not isinstance(t, str) for t, _ in batch))
+            ctx.count("empty_text", sum(t is None or (isinstance(t, str) and not t.strip())
+                                        for t, _ in batch))
             encoded = encoding.encode_ordinary_batch([t for t, _ in kept], num_threads=1)
             for (text, key), tokens in zip(kept, encoded, strict=True):
                 split = "val" if in_val_split(key, conf.val_fraction, conf.split_salt) else "train"

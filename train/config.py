@@ -62,7 +62,9 @@ class TrainConfig:
                 f"{self.total_batch_tokens} is not a multiple of model.block_size={self.model.block_size}",
             )
         if self.optim.warmup_steps > self.max_steps:
-            raise ConfigError("optim.warmup_steps", f"{self.optim.warmup_steps} exceeds max_steps={self.max_steps}")
+            raise ConfigError(
+                "optim.warmup_steps", f"{self.optim.warmup_steps} exceeds max_steps={self.max_steps}"
+            )
 
 
 def register() -> None:

@@ -1,0 +1,48 @@
+"""Building configs and stages in-process, for tests that drive the runtime directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.tokenizer import EOT_ID, gpt2_encoding
+from pipeline.config import (
+    LocalExecutorConfig,
+    PipelineConfig,
+    PushshiftSourceConfig,
+    TokenizeConfig,
+)
+from pipeline.executor import LocalExecutor
+from pipeline.schema import validate
+from pipeline.tokenize import TokenizeStage, read_shard
+
+
+def pipeline_config(workdir: Path, workers: int = 2, **tokenize: object) -> PipelineConfig:
+    cfg = PipelineConfig(workdir=str(workdir), executor=LocalExecutorConfig(workers=workers),
+                         source=PushshiftSourceConfig(), tokenize=TokenizeConfig(**tokenize))
+    validate(cfg)
+    return cfg
+
+
+def run_tokenize(workdir: Path, workers: int = 2, **tokenize: object) -> TokenizeStage:
+    cfg = pipeline_config(workdir, workers, **tokenize)
+    stage = TokenizeStage(cfg)
+    LocalExecutor(cfg.executor).run([stage])
+    return stage
+
+
+def token_stream(folder: Path, split: str) -> np.ndarray:
+    """All tokens of one split, shards read in name order (task by task)."""
+    shards = sorted(folder.glob(f"{split}_*.bin"))
+    if not shards:
+        return np.zeros(0, dtype=np.uint16)
+    return np.concatenate([np.asarray(read_shard(p)) for p in shards])
+
+
+def documents(stream: np.ndarray) -> list[str]:
+    """Decode a token stream back into its documents (each preceded by <|endoftext|>)."""
+    assert len(stream) == 0 or stream[0] == EOT_ID, "a stream starts with a separator"
+    cuts = np.flatnonzero(stream == EOT_ID).tolist() + [len(stream)]
+    enc = gpt2_encoding()
+    return [enc.decode(stream[a + 1:b].tolist()) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]

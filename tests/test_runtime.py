@@ -1,0 +1,129 @@
+"""The stage runtime: resume after a kill, skip finished tasks, refuse mixed configs, report failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.executor import LocalExecutor
+from pipeline.paths import StagePaths
+from pipeline.runtime import StageError, _ranges, completed_tasks
+from pipeline.tokenize import TokenizeStage
+from tests.conftest import REPO, make_corpus, stage_outputs
+from tests.helpers import pipeline_config, run_tokenize
+
+
+def task_starts(paths: StagePaths, task: int) -> int:
+    log = paths.log(task)
+    return log.read_text().count(" started on ") if log.exists() else 0
+
+
+def test_rerun_skips_finished_tasks(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=200, row_group_size=25)
+    stage = run_tokenize(tmp_path, tasks=4)
+    markers = {p.name: p.read_bytes() for p in stage.paths.done_dir.iterdir()}
+    outputs = stage_outputs(stage.paths.root)
+    again = run_tokenize(tmp_path, tasks=4)
+    assert {p.name: p.read_bytes() for p in again.paths.done_dir.iterdir()} == markers
+    assert stage_outputs(again.paths.root) == outputs
+    assert [task_starts(stage.paths, t) for t in range(4)] == [1, 1, 1, 1]
+    assert not (stage.paths.state / "tmp").exists()
+    assert (stage.paths.config).read_text().startswith("workdir:")
+
+
+def test_changed_stage_config_is_refused(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=100, row_group_size=25)
+    run_tokenize(tmp_path, tasks=4)
+    with pytest.raises(StageError, match=r"tasks: 4 -> 3.*val_fraction: 0.005 -> 0.1"):
+        run_tokenize(tmp_path, tasks=3, val_fraction=0.1)
+
+
+def test_failed_tasks_are_reported_and_retried(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=100, row_group_size=25, name="part-00000.parquet")
+    broken = tmp_path / "corpus" / "part-00001.parquet"
+    pq.write_table(pa.table({"id": ["x", "y"], "body": ["no text column", "here"]}), broken)
+    cfg = pipeline_config(tmp_path, tasks=5)
+    stage = TokenizeStage(cfg)
+    with pytest.raises(StageError) as caught:
+        LocalExecutor(cfg.executor).run([stage])
+    message = str(caught.value)
+    assert "tokenize: 1 task(s) failed" in message and "has no column 'text'" in message
+    assert str(stage.paths.log(4)) in message
+    assert completed_tasks(stage.paths) == {0, 1, 2, 3}
+    assert not list(stage.paths.root.glob("*_00004_*.bin")), "a failed task leaves no output"
+
+    make_corpus(tmp_path / "corpus", docs=2, row_group_size=25, name="part-00001.parquet", seed=9)
+    LocalExecutor(cfg.executor).run([stage])
+    assert [task_starts(stage.paths, t) for t in range(5)] == [1, 1, 1, 1, 2]
+
+
+def test_missing_input_names_the_pattern(tmp_path):
+    cfg = pipeline_config(tmp_path, tasks=2)
+    with pytest.raises(StageError, match=r"no input matches 'corpus/\*.parquet'"):
+        LocalExecutor(cfg.executor).run([TokenizeStage(cfg)])
+
+
+def test_incomplete_upstream_stage_is_refused(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=20, row_group_size=10)
+    upstream = StagePaths(tmp_path, "publish")
+    upstream.state.mkdir(parents=True)
+    upstream.meta.write_text(json.dumps({"stage": "publish", "tasks": 3, "config": {}}))
+    upstream.done_dir.mkdir()
+    (upstream.done_dir / "00001.json").write_text("{}")
+    expected = r"input stage publish \(.*corpus\) is incomplete: tasks 0, 2 of 3 have not finished"
+    with pytest.raises(StageError, match=expected):
+        run_tokenize(tmp_path, tasks=2)
+
+
+def test_ranges():
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert _ranges([3]) == "3"
+
+
+def pipeline_cmd(workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "tokenize.tasks=8",
+            "executor.workers=1", "tokenize.val_fraction=0.05"]
+
+
+@pytest.mark.slow
+def test_sigkill_part_way_then_rerun_resumes(tmp_path):
+    for name in ("killed", "clean"):
+        make_corpus(tmp_path / name / "corpus", docs=3200, row_group_size=200, seed=5)
+    clean = subprocess.run(pipeline_cmd(tmp_path / "clean"), cwd=REPO, capture_output=True,
+                           text=True, timeout=240)
+    assert clean.returncode == 0, clean.stderr
+
+    workdir = tmp_path / "killed"
+    paths = StagePaths(workdir, "tokenize")
+    proc = subprocess.Popen(pipeline_cmd(workdir), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(completed_tasks(paths)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+    proc.wait(timeout=30)
+    finished = completed_tasks(paths)
+    assert 2 <= len(finished) < 8, f"the kill should land part-way, {len(finished)} tasks done"
+    before = {t: paths.done(t).read_bytes() for t in finished}
+    for shard in paths.root.glob("*.bin"):  # nothing of an unfinished task is in place
+        assert int(shard.name.split("_")[1]) in finished
+
+    rerun = subprocess.run(pipeline_cmd(workdir), cwd=REPO, capture_output=True, text=True,
+                           timeout=240)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{8 - len(finished)} of 8 tasks to run" in rerun.stdout + rerun.stderr
+    assert {t: paths.done(t).read_bytes() for t in finished} == before, "finished tasks ran again"
+    for task in finished:
+        assert task_starts(paths, task) == 1
+    assert stage_outputs(paths.root) == stage_outputs(tmp_path / "clean" / "tokens")
+    stats = [json.loads((w / "tokens" / "stats.json").read_text()) for w in (workdir, tmp_path / "clean")]
+    assert stats[0]["counts"] == stats[1]["counts"] and stats[0]["metrics"] == stats[1]["metrics"]

@@ -1,0 +1,107 @@
+"""Real jobs on the local one-node SLURM cluster (slurm/local-cluster.sh), through submitit."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import cloudpickle
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import SlurmExecutorConfig
+from pipeline.executor import SlurmExecutor
+from pipeline.paths import StagePaths
+from pipeline.runtime import Stage, StageError, TaskContext, require_complete
+from pipeline.tokenize import TokenizeStage, read_shard
+from tests.conftest import make_corpus, run_cli, stage_outputs
+from tests.helpers import pipeline_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+# The chained test stage below is defined here; its jobs unpickle it by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def slurm(**overrides) -> SlurmExecutorConfig:
+    return SlurmExecutorConfig(mem_gb=1, time_min=10, **overrides)
+
+
+def test_same_outputs_under_local_and_slurm(tmp_path):
+    for name in ("local", "slurm"):
+        make_corpus(tmp_path / name / "corpus", docs=400, row_group_size=25, seed=3)
+    common = ["tokenize.tasks=8", "tokenize.val_fraction=0.1"]
+    local = run_cli("pipeline", f"workdir={tmp_path / 'local'}", "executor=local", *common)
+    assert local.returncode == 0, local.stderr
+    remote = run_cli("pipeline", f"workdir={tmp_path / 'slurm'}", "executor=slurm",
+                     "executor.mem_gb=1", "executor.time_min=10", *common)
+    assert remote.returncode == 0, remote.stderr
+    assert "submitted 8 task(s) as array job" in remote.stdout + remote.stderr
+
+    outputs = stage_outputs(tmp_path / "local" / "tokens")
+    assert len(outputs) >= 16
+    assert stage_outputs(tmp_path / "slurm" / "tokens") == outputs
+    stats = [json.loads((tmp_path / n / "tokens" / "stats.json").read_text())
+             for n in ("local", "slurm")]
+    assert stats[0]["counts"] == stats[1]["counts"] and stats[0]["metrics"] == stats[1]["metrics"]
+    logs = tmp_path / "slurm" / "logs" / "slurm" / "tokenize"
+    assert (logs / "config.yaml").read_text().startswith("workdir:")
+    scripts = list(logs.glob("*/*_submission.sh"))
+    assert scripts and "#SBATCH --array=0-7" in scripts[0].read_text()
+
+    again = run_cli("pipeline", f"workdir={tmp_path / 'slurm'}", "executor=slurm", *common)
+    assert again.returncode == 0 and "all 8 tasks already done" in again.stdout + again.stderr
+
+
+class TokenTotals(Stage):
+    """A second stage for the chaining test: per tokenize task, the sum of its train tokens."""
+
+    name = "totals"
+
+    @property
+    def num_tasks(self) -> int:
+        return 2
+
+    def stage_config(self):
+        return self.cfg.tokenize
+
+    def check_inputs(self) -> None:
+        # Fails when started before tokenize finished, i.e. without the afterok dependency.
+        require_complete(StagePaths(self.workdir, "tokenize"))
+
+    def run_task(self, ctx: TaskContext) -> None:
+        shards = sorted(StagePaths(self.workdir, "tokenize").root.glob("train_*.bin"))[ctx.index::ctx.tasks]
+        total = sum(int(np.asarray(read_shard(p), dtype=np.int64).sum()) for p in shards)
+        ctx.output(f"sum_{ctx.index}.txt").write_text(str(total))
+        ctx.count("kept", len(shards))
+
+
+def test_stages_chain_with_afterok(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=300, row_group_size=25, seed=4)
+    cfg = pipeline_config(tmp_path, tasks=6, val_fraction=0.0)
+    cfg.executor = slurm()
+    tokenize, totals = TokenizeStage(cfg), TokenTotals(cfg)
+    SlurmExecutor(cfg.executor).run([tokenize, totals])
+
+    scripts = list(totals.paths.slurm_logs.glob("*/*_submission.sh"))
+    token_job = next(tokenize.paths.slurm_logs.glob("*_0")).name.split("_")[0]
+    assert f"#SBATCH --dependency=afterok:{token_job}" in scripts[0].read_text()
+    expected = sum(int(np.asarray(read_shard(p), dtype=np.int64).sum())
+                   for p in tokenize.paths.root.glob("train_*.bin"))
+    assert sum(int((totals.paths.root / f"sum_{i}.txt").read_text()) for i in range(2)) == expected
+    assert json.loads(totals.paths.stats.read_text())["counts"] == {"kept": 6}
+
+
+def test_failed_slurm_task_is_reported_and_retried(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=100, row_group_size=25, name="part-00000.parquet")
+    broken = tmp_path / "corpus" / "part-00001.parquet"
+    pq.write_table(pa.table({"id": ["x"], "body": ["no text column"]}), broken)
+    cfg = pipeline_config(tmp_path, tasks=5)
+    cfg.executor = slurm()
+    stage = TokenizeStage(cfg)
+    with pytest.raises(StageError, match=r"(?s)1 task\(s\) failed.*task 4 .*has no column 'text'.*stderr: "):
+        SlurmExecutor(cfg.executor).run([stage])
+    make_corpus(tmp_path / "corpus", docs=2, row_group_size=25, name="part-00001.parquet", seed=9)
+    SlurmExecutor(cfg.executor).run([stage])
+    assert json.loads(stage.paths.stats.read_text())["counts"]["kept"] > 90

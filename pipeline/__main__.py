@@ -17,7 +17,7 @@ from pipeline.config import PipelineConfig, register
 from pipeline.executor import make_executor
 from pipeline.registry import STAGES
 from pipeline.runtime import StageError
-from pipeline.schema import ConfigError, from_hydra
+from pipeline.schema import load
 
 log = logging.getLogger("webtext.pipeline")
 register()
@@ -25,19 +25,17 @@ register()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="pipeline")
 def main(raw: DictConfig) -> None:
-    try:
-        cfg = from_hydra(raw, PipelineConfig)
-    except ConfigError as err:
-        sys.exit(f"config error: {err}")
+    cfg = load(raw, PipelineConfig)
     logging.getLogger().setLevel(cfg.log_level)
-    if cfg.executor.name == "local" and getattr(cfg.executor, "start_method", "") == "fork":
-        log.warning("executor.start_method=fork: unsafe once threads run; prefer spawn")
     stages = [STAGES[name](cfg) for name in cfg.stages]
     log.info("workdir %s; stages %s; executor %s", stages[0].workdir, cfg.stages, cfg.executor.name)
     try:
         make_executor(cfg.executor).run(stages)
     except StageError as err:
         sys.exit(f"pipeline stopped: {err}")
+    except KeyboardInterrupt:
+        log.error("interrupted: finished tasks are kept; rerun the same command to resume")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import logging
 import multiprocessing
 import os
 from abc import ABC, abstractmethod
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -52,6 +52,11 @@ def _failure(stage: Stage, index: int, err: BaseException) -> str:
     return f"task {index} ({reason}); log: {stage.paths.log(index)}"
 
 
+def _stage_failed(stage: Stage, failures: list[str]) -> StageError:
+    return StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  " + "\n  ".join(failures)
+                      + "\nfinished tasks are kept; rerun the same command to retry the rest")
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine; stages run one after another."""
 
@@ -71,28 +76,25 @@ class LocalExecutor(Executor):
 
     def _run_tasks(self, stage: Stage, pending: list[int]) -> None:
         workers = min(self.cfg.workers or os.cpu_count() or 1, len(pending))
-        context = multiprocessing.get_context(self.cfg.start_method)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method))
         failures: list[str] = []
-        with ProcessPoolExecutor(workers, mp_context=context) as pool, tqdm(
-            total=len(pending), desc=stage.name, unit="task", disable=None
-        ) as bar:
-            futures: dict[Future[dict[str, Any]], int] = {
-                pool.submit(runtime.run_task, stage, i): i for i in pending
-            }
-            not_done = set(futures)
-            while not_done:
-                done, not_done = wait(not_done, return_when=FIRST_EXCEPTION)
-                for future in done:
+        try:
+            futures = {pool.submit(runtime.run_task, stage, i): i for i in pending}
+            with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
+                for future in as_completed(futures):
                     err = future.exception()
                     if err is None:
                         bar.update()
                         continue
                     failures.append(_failure(stage, futures[future], err))
                     if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
-                        not_done = set()
+                        break
+        except BaseException:  # Ctrl-C: drop queued tasks instead of running them all first
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
         if failures:
-            raise StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  " + "\n  ".join(failures)
-                             + "\nfinished tasks are kept; rerun the same command to retry the rest")
+            raise _stage_failed(stage, failures)
 
 
 class _SacctOnce(logging.Filter):
@@ -182,8 +184,6 @@ class SlurmExecutor(Executor):
                 for _, later in submitted[position + 1:]:
                     for _, job in later:
                         job.cancel(check=False)
-                raise StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  "
-                                 + "\n  ".join(failures)
-                                 + "\nfinished tasks are kept; rerun the same command to retry the rest")
+                raise _stage_failed(stage, failures)
             stats = runtime.finalize(stage)
             log.info("%s: done; %s", stage.name, stats["counts"])

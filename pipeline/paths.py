@@ -6,6 +6,8 @@
     <workdir>/<folder>/_state/stage.json    task count and stage config the outputs were made with
     <workdir>/<folder>/_state/done/NNNNN.json   completion marker (and stats) of task NNNNN
     <workdir>/<folder>/_state/tmp/NNNNN/    outputs of task NNNNN until it finishes
+    <workdir>/<folder>/_state/commit/NNNNN.json  outputs task NNNNN is moving into place
+    <workdir>/<folder>/_state/locks/NNNNN.lock   held while task NNNNN runs
     <workdir>/logs/<stage>/task_NNNNN.log  per-task log (appended by every attempt)
     <workdir>/logs/slurm/<stage>/          submitit's job folders, sbatch scripts, config
 """
@@ -55,6 +57,16 @@ class StagePaths:
 
     def done(self, task: int) -> Path:
         return self.done_dir / f"{task:05d}.json"
+
+    @property
+    def commit_dir(self) -> Path:
+        return self.state / "commit"
+
+    def commit(self, task: int) -> Path:
+        return self.commit_dir / f"{task:05d}.json"
+
+    def lock(self, task: int) -> Path:
+        return self.state / "locks" / f"{task:05d}.lock"
 
     def tmp(self, task: int) -> Path:
         return self.state / "tmp" / f"{task:05d}"

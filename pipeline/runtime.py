@@ -16,6 +16,7 @@ A stage is a function of (config, task index, task count) -> output shards. Arou
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -160,13 +161,18 @@ def prepare(stage: Stage) -> None:
     meta = {"stage": stage.name, "tasks": stage.num_tasks, "config": to_dict(stage.stage_config())}
     if stage.paths.meta.exists() and completed_tasks(stage.paths):
         old = read_json(stage.paths.meta)
-        changes = diff({"tasks": old["tasks"], **old["config"]}, {"tasks": meta["tasks"], **meta["config"]})
+        changes = diff({"tasks": old["tasks"], **old["config"]},
+                       {"tasks": meta["tasks"], **meta["config"]})
         if changes:
             raise StageError(
                 f"{stage.paths.root} holds outputs of {stage.name} made with another config "
                 f"({'; '.join(changes)}). Rerun with the old values, or use a new workdir "
                 f"(or delete {stage.paths.root}) to start over."
             )
+    # Outputs half-committed by tasks that no longer exist (the task count changed, nothing done).
+    for manifest in stage.paths.commit_dir.glob("*.json") if stage.paths.commit_dir.is_dir() else ():
+        if int(manifest.stem) >= stage.num_tasks:
+            _undo_commit(stage.paths, int(manifest.stem))
     atomic_write(stage.paths.meta, dump_json(meta))
     atomic_write(stage.paths.config, to_yaml(stage.cfg))
 
@@ -176,35 +182,58 @@ def run_task(stage: Stage, index: int) -> dict[str, Any]:
     paths = stage.paths
     if paths.done(index).exists():
         return {**read_json(paths.done(index)), "skipped": True}
-    logger, handler = _task_logger(stage, index)
-    try:
-        stage.check_inputs()
-        shutil.rmtree(paths.tmp(index), ignore_errors=True)  # leftovers of a killed attempt
-        paths.tmp(index).mkdir(parents=True)
-        ctx = TaskContext(index=index, tasks=stage.num_tasks, paths=paths, logger=logger)
-        started = time.time()
-        logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
-                    socket.gethostname(), os.getpid())
-        stage.run_task(ctx)
-        outputs = _commit_outputs(ctx)
-        stats = {
-            "stage": stage.name, "task": index, "tasks": stage.num_tasks,
-            "counts": dict(sorted(ctx.counts.items())), "metrics": dict(sorted(ctx.metrics.items())),
-            "outputs": outputs, "host": socket.gethostname(), "pid": os.getpid(),
-            "started_at": started, "elapsed_s": round(time.time() - started, 3),
-        }
-        atomic_write(paths.done(index), dump_json(stats))
-        logger.info("task %d finished in %.1fs: %s", index, stats["elapsed_s"], stats["counts"])
-        return stats
-    except BaseException:
-        logger.exception("task %d failed", index)
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    with _task_lock(paths, index), _task_logger(stage, index) as logger:
+        try:
+            stage.check_inputs()
+            _undo_commit(paths, index)  # a killed attempt's outputs, renamed before its marker
+            shutil.rmtree(paths.tmp(index), ignore_errors=True)  # and its unfinished ones
+            paths.tmp(index).mkdir(parents=True)
+            ctx = TaskContext(index=index, tasks=stage.num_tasks, paths=paths, logger=logger)
+            started = time.time()
+            logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
+                        socket.gethostname(), os.getpid())
+            stage.run_task(ctx)
+            outputs = _commit_outputs(ctx)
+            stats = {
+                "stage": stage.name, "task": index, "tasks": stage.num_tasks,
+                "counts": dict(sorted(ctx.counts.items())),
+                "metrics": dict(sorted(ctx.metrics.items())),
+                "outputs": outputs, "host": socket.gethostname(), "pid": os.getpid(),
+                "started_at": started, "elapsed_s": round(time.time() - started, 3),
+            }
+            _write_marker(paths, index, stats)
+            paths.commit(index).unlink()
+            logger.info("task %d finished in %.1fs: %s", index, stats["elapsed_s"], stats["counts"])
+            return stats
+        except BaseException:
+            logger.exception("task %d failed", index)
+            raise
 
 
-def _task_logger(stage: Stage, index: int) -> tuple[logging.Logger, logging.Handler]:
+@contextlib.contextmanager
+def _task_lock(paths: StagePaths, index: int) -> Iterator[None]:
+    """Hold an exclusive lock on task ``index``: two runs of one workdir must not share a task."""
+    path = paths.lock(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise StageError(f"task {index} of {paths.stage} is running in another process "
+                             f"({f.read().strip() or 'unknown'}; lock {path})") from None
+        except OSError as err:  # a filesystem without locks: go on, but say so
+            log.warning("cannot lock %s (%s); make sure no other run uses this workdir", path, err)
+        f.seek(0)
+        f.truncate()
+        f.write(f"host {socket.gethostname()} pid {os.getpid()}")
+        f.flush()
+        yield
+
+
+@contextlib.contextmanager
+def _task_logger(stage: Stage, index: int) -> Iterator[logging.Logger]:
+    """A logger whose records (and everything else logged meanwhile) go to the task's log file."""
     path = stage.paths.log(index)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
@@ -213,23 +242,44 @@ def _task_logger(stage: Stage, index: int) -> tuple[logging.Logger, logging.Hand
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(stage.cfg.log_level)
-    return logging.getLogger(f"webtext.{stage.name}.{index:05d}"), handler
+    try:
+        yield logging.getLogger(f"webtext.{stage.name}.{index:05d}")
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _commit_outputs(ctx: TaskContext) -> list[str]:
-    """Move a finished task's outputs from its temporary folder into the stage folder."""
+    """Move a finished task's outputs from its temporary folder into the stage folder.
+
+    The list of outputs is written first, so that a kill between the renames and the marker
+    leaves a record of what to remove before the task runs again (``_undo_commit``).
+    """
     outputs = sorted(p for p in ctx.tmp.rglob("*") if p.is_file())
-    names = []
-    for src in outputs:
-        rel = src.relative_to(ctx.tmp)
-        dst = ctx.paths.root / rel
+    names = [p.relative_to(ctx.tmp).as_posix() for p in outputs]
+    atomic_write(ctx.paths.commit(ctx.index), dump_json({"outputs": names}))
+    for src, name in zip(outputs, names, strict=True):
+        dst = ctx.paths.root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
-        names.append(rel.as_posix())
     shutil.rmtree(ctx.tmp, ignore_errors=True)
     with contextlib.suppress(OSError):  # the parent of every task's tmp folder, once it is empty
         ctx.tmp.parent.rmdir()
     return names
+
+
+def _undo_commit(paths: StagePaths, index: int) -> None:
+    """Remove the outputs of an attempt of task ``index`` that was killed while committing."""
+    manifest = paths.commit(index)
+    if not manifest.exists():
+        return
+    for name in read_json(manifest)["outputs"]:
+        (paths.root / name).unlink(missing_ok=True)
+    manifest.unlink()
+
+
+def _write_marker(paths: StagePaths, index: int, stats: dict[str, Any]) -> None:
+    atomic_write(paths.done(index), dump_json(stats))
 
 
 def finalize(stage: Stage) -> dict[str, Any]:

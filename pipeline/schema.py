@@ -15,6 +15,7 @@ and a failed check raises ``ConfigError`` naming the full key (``executor.worker
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -104,6 +105,14 @@ def from_hydra(cfg: DictConfig, schema: type[T]) -> T:
         raise TypeError(f"config root is {type(obj).__name__}, expected {schema.__name__}")
     validate(obj)
     return obj
+
+
+def load(cfg: DictConfig, schema: type[T]) -> T:
+    """``from_hydra`` for entry points: a bad value ends the program with a message naming its key."""
+    try:
+        return from_hydra(cfg, schema)
+    except ConfigError as err:
+        sys.exit(f"config error: {err}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import runtime
 from pipeline.executor import LocalExecutor
 from pipeline.paths import StagePaths
 from pipeline.runtime import StageError, _ranges, completed_tasks
@@ -127,3 +128,63 @@ def test_sigkill_part_way_then_rerun_resumes(tmp_path):
     assert stage_outputs(paths.root) == stage_outputs(tmp_path / "clean" / "tokens")
     stats = [json.loads((w / "tokens" / "stats.json").read_text()) for w in (workdir, tmp_path / "clean")]
     assert stats[0]["counts"] == stats[1]["counts"] and stats[0]["metrics"] == stats[1]["metrics"]
+
+
+def test_a_task_runs_in_one_process_at_a_time(tmp_path):
+    import fcntl
+
+    make_corpus(tmp_path / "corpus", docs=40, row_group_size=10)
+    cfg = pipeline_config(tmp_path, tasks=2)
+    stage = TokenizeStage(cfg)
+    runtime.prepare(stage)
+    lock = stage.paths.lock(1)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        held.write("host other pid 42")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StageError, match=r"task 1 of tokenize is running in another process "
+                                             r"\(host other pid 42"):
+            runtime.run_task(stage, 1)
+    assert runtime.run_task(stage, 1)["counts"]["kept"] > 0
+
+
+def test_kill_between_commit_and_marker_leaves_no_stale_shard(tmp_path, monkeypatch):
+    make_corpus(tmp_path / "corpus", docs=200, row_group_size=50)
+    small = TokenizeStage(pipeline_config(tmp_path, tasks=1, shard_tokens=2000, val_fraction=0.0))
+    runtime.prepare(small)
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed after the renames, before the marker")
+
+    monkeypatch.setattr(runtime, "_write_marker", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.run_task(small, 0)
+    monkeypatch.undo()
+    assert len(list(small.paths.root.glob("train_*.bin"))) > 5  # renamed into place, no marker
+
+    # Nothing finished, so a changed config is allowed; the old attempt's shards must go.
+    run_tokenize(tmp_path, tasks=1, val_fraction=0.0)
+    assert sorted(p.name for p in small.paths.root.glob("*.bin")) == ["train_00000_000.bin"]
+    assert not small.paths.commit(0).exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_promptly_and_rerun_finishes(tmp_path):
+    make_corpus(tmp_path / "corpus", docs=3200, row_group_size=200, seed=5)
+    paths = StagePaths(tmp_path, "tokenize")
+    proc = subprocess.Popen(pipeline_cmd(tmp_path), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not completed_tasks(paths) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    interrupted = time.monotonic()
+    output, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - interrupted < 10, "queued tasks must not run after Ctrl-C"
+    assert proc.returncode == 130 and "rerun the same command to resume" in output
+    assert len(completed_tasks(paths)) < 8
+    rerun = subprocess.run(pipeline_cmd(tmp_path), cwd=REPO, capture_output=True, text=True,
+                           timeout=240)
+    assert rerun.returncode == 0, rerun.stderr
+    assert completed_tasks(paths) == set(range(8))

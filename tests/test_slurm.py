@@ -105,3 +105,19 @@ def test_failed_slurm_task_is_reported_and_retried(tmp_path):
     make_corpus(tmp_path / "corpus", docs=2, row_group_size=25, name="part-00001.parquet", seed=9)
     SlurmExecutor(cfg.executor).run([stage])
     assert json.loads(stage.paths.stats.read_text())["counts"]["kept"] > 90
+
+
+def test_local_cluster_start_is_idempotent():
+    import subprocess
+    import time
+
+    from tests.conftest import REPO
+
+    started = time.monotonic()
+    again = subprocess.run(["bash", str(REPO / "slurm/local-cluster.sh"), "start"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert time.monotonic() - started < 10, "start on a running cluster must not restart it"
+    status = subprocess.run(["bash", str(REPO / "slurm/local-cluster.sh"), "status"],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "debug" in status.stdout

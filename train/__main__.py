@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from pipeline.schema import ConfigError, from_hydra
+from pipeline.schema import load
 from pipeline.tokenize import read_shard
 from train.config import TrainConfig, register
 
@@ -34,10 +34,7 @@ def count_tokens(folder: str, pattern: str) -> tuple[int, int]:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")
 def main(raw: DictConfig) -> None:
-    try:
-        cfg = from_hydra(raw, TrainConfig)
-    except ConfigError as err:
-        sys.exit(f"config error: {err}")
+    cfg = load(raw, TrainConfig)
     log.info("model %s: %s parameters", cfg.model.name, f"{cfg.model.num_params():,}")
     for split, pattern in (("train", cfg.data.train_pattern), ("val", cfg.data.val_pattern)):
         try:

@@ -76,7 +76,19 @@ class PushshiftSourceConfig(SourceConfig):
 class RedditSourceConfig(SourceConfig):
     name: str = param("reddit", "source implementation", choices=("reddit",))
     subreddits: list[str] = param(doc="subreddits to list, without the r/ prefix", factory=list)
-    site: str | None = param(None, "praw.ini site holding the credentials; null uses praw_* env vars")
+    listings: list[str] = param(doc="listings to read: new, top, hot", factory=lambda: ["new", "top"])
+    top_time_filter: str = param(
+        "all", "time filter of the top listing",
+        choices=("all", "year", "month", "week", "day", "hour"),
+    )
+    site: str | None = param(None, "praw.ini site with the credentials; null: praw_* env vars")
+    user_agent: str | None = param(
+        None, "user agent; null takes praw's (praw.ini or praw_user_agent), else webtext's"
+    )
+    archive: str = param("reddit", "folder (relative to workdir) of the collected submissions")
+    timeout_s: float = param(30.0, "timeout of one API request, in seconds", gt=0)
+    oauth_url: str | None = param(None, "API base URL override (tests, proxies); null: Reddit's")
+    reddit_url: str | None = param(None, "site base URL override (tests, proxies); null: Reddit's")
 
 
 # --- stages --------------------------------------------------------------------------------------

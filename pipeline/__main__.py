@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from pipeline.config import PipelineConfig, register
 from pipeline.executor import make_executor
-from pipeline.registry import STAGES
+from pipeline.registry import build
 from pipeline.runtime import StageError
 from pipeline.schema import load
 
@@ -27,7 +27,7 @@ register()
 def main(raw: DictConfig) -> None:
     cfg = load(raw, PipelineConfig)
     logging.getLogger().setLevel(cfg.log_level)
-    stages = [STAGES[name](cfg) for name in cfg.stages]
+    stages = build(cfg.stages, cfg)
     log.info("workdir %s; stages %s; executor %s", stages[0].workdir, cfg.stages, cfg.executor.name)
     try:
         make_executor(cfg.executor).run(stages)

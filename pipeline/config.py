@@ -94,6 +94,69 @@ class RedditSourceConfig(SourceConfig):
 # --- stages --------------------------------------------------------------------------------------
 
 
+# The default blocklists: hosts of images, video, audio, social networks and Reddit itself, and file
+# types that are not web pages (compared after lowercasing and dropping the query).
+BLOCKED_DOMAINS = (
+    "reddit.com", "redd.it", "redditmedia.com", "redditstatic.com", "reddituploads.com",
+    "imgur.com", "gfycat.com", "giphy.com", "tenor.com", "gyazo.com", "imgflip.com", "puu.sh",
+    "flickr.com", "staticflickr.com", "deviantart.com", "pinterest.com", "500px.com",
+    "youtube.com", "youtu.be", "vimeo.com", "dailymotion.com", "twitch.tv", "streamable.com",
+    "liveleak.com", "vine.co", "tiktok.com", "soundcloud.com", "spotify.com", "bandcamp.com",
+    "twitter.com", "x.com", "t.co", "facebook.com", "fb.com", "fb.me", "instagram.com",
+    "linkedin.com", "snapchat.com", "discord.gg", "discord.com", "tumblr.com",
+    "dropbox.com", "drive.google.com", "photos.google.com", "mega.nz",
+)
+BLOCKED_EXTENSIONS = (
+    "jpg", "jpeg", "png", "gif", "gifv", "webp", "bmp", "tif", "tiff", "svg", "ico", "heic",
+    "mp4", "webm", "mov", "avi", "mkv", "flv", "wmv", "m4v", "mp3", "wav", "ogg", "oga", "flac",
+    "m4a", "aac", "opus", "zip", "rar", "7z", "tar", "gz", "tgz", "bz2", "xz", "zst", "exe", "msi",
+    "dmg", "apk", "deb", "rpm", "iso", "bin", "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx",
+    "odt", "epub", "mobi", "torrent", "csv", "json", "xml",
+)
+TRACKING_PARAMS = (
+    "utm_*", "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "mc_cid", "mc_eid", "yclid",
+    "igshid", "_ga", "_hsenc", "_hsmi", "mkt_tok", "ref_src", "ref_url", "spm", "cmpid",
+)
+
+
+@dataclass
+class LinksConfig:
+    """Reddit submissions -> unique, normalized URLs, partitioned by host (map, then reduce)."""
+
+    partitions: int = param(64, "reduce tasks and output parts; URLs go by hash of host", ge=1)
+    min_score: int = param(3, "Reddit score a link needs (WebText: 3)")
+    score_rule: str = param(
+        "per_submission",
+        "per_submission: one submission reaches min_score (WebText); sum_per_url: scores summed "
+        "per URL (OpenWebText2)",
+        choices=("per_submission", "sum_per_url"),
+    )
+    drop_over_18: bool = param(True, "drop submissions marked over_18")
+    created_after_utc: int | None = param(None, "keep submissions created at or after this unix time")
+    created_before_utc: int | None = param(None, "keep submissions created before this unix time")
+    drop_wikipedia: bool = param(True, "drop Wikipedia links (GPT-2 did, to keep eval sets clean)")
+    blocked_domains: list[str] = param(doc="hosts dropped with their subdomains",
+                                       factory=lambda: list(BLOCKED_DOMAINS))
+    blocked_extensions: list[str] = param(doc="URL path endings dropped (no dot)",
+                                          factory=lambda: list(BLOCKED_EXTENSIONS))
+    tracking_params: list[str] = param(doc="query keys removed; a trailing * matches a prefix",
+                                       factory=lambda: list(TRACKING_PARAMS))
+    read_bytes: int = param(8 << 20, "decompressed bytes per read of a dump", ge=1)
+    map_buffer_rows: int = param(
+        1_000_000, "links a map task holds before writing sorted runs (bounds its memory)", ge=1
+    )
+    row_group_rows: int = param(100_000, "rows per Parquet row group of the output", ge=1)
+    month_min_link_posts: int = param(1000, "months with fewer link posts are not judged", ge=1)
+    month_collapse_ratio: float = param(
+        0.5, "flag a month whose share of score >= min_score is below this x the median", gt=0, le=1
+    )
+
+    def check(self) -> None:
+        after, before = self.created_after_utc, self.created_before_utc
+        if after is not None and before is not None and after >= before:
+            raise ConfigError("created_before_utc", f"{before} is not after created_after_utc={after}")
+
+
 @dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
@@ -117,9 +180,10 @@ class TokenizeConfig:
 @dataclass
 class PipelineConfig:
     workdir: str = param("work/pipeline", "root folder; each stage writes <workdir>/<stage>/")
-    stages: list[str] = param(doc="stages to run, in data-flow order", factory=lambda: ["tokenize"])
+    stages: list[str] = param(doc="stages to run, in data-flow order", factory=lambda: ["links"])
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
+    links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -151,3 +215,4 @@ def register() -> None:
     cs.store(group="executor", name="slurm_schema", node=SlurmExecutorConfig)
     cs.store(group="source", name="pushshift_schema", node=PushshiftSourceConfig)
     cs.store(group="source", name="reddit_schema", node=RedditSourceConfig)
+    cs.store(group="links", name="links_schema", node=LinksConfig)

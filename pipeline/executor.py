@@ -65,6 +65,7 @@ class LocalExecutor(Executor):
 
     def run(self, stages: list[Stage]) -> None:
         for stage in stages:
+            stage.setup()
             stage.check_inputs()
             runtime.prepare(stage)
             pending = runtime.pending_tasks(stage)
@@ -126,6 +127,7 @@ class SlurmExecutor(Executor):
         submitit_log.propagate = False  # it has its own handler; the root one would repeat it
         if not any(isinstance(f, _SacctOnce) for f in submitit_log.filters):
             submitit_log.addFilter(_SacctOnce())
+        stages[0].setup()
         stages[0].check_inputs()  # later stages check theirs when their tasks start
         submitted: list[tuple[Stage, list[tuple[int, Any]]]] = []
         previous: str | None = None

@@ -19,8 +19,8 @@ from pathlib import Path
 
 # The folder each stage writes, as the user-facing contract names them (docs/DESIGN.md).
 STAGE_FOLDERS = {
-    "links": "links", "fetch": "fetch", "extract": "docs", "dedup": "dedup",
-    "publish": "corpus", "tokenize": "tokens",
+    "links_map": "links/_map", "links": "links", "fetch": "fetch", "extract": "docs",
+    "dedup": "dedup", "publish": "corpus", "tokenize": "tokens",
 }
 
 

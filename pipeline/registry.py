@@ -1,10 +1,17 @@
-"""The implemented stages, by name. ``config.STAGE_ORDER`` gives their order in the data flow."""
+"""The implemented stages, by name, each as its passes in order. ``config.STAGE_ORDER`` orders stages."""
 
 from __future__ import annotations
 
+from pipeline.links.stage import LinksMapStage, LinksReduceStage
 from pipeline.runtime import Stage
 from pipeline.tokenize import TokenizeStage
 
-STAGES: dict[str, type[Stage]] = {
-    TokenizeStage.name: TokenizeStage,
+STAGES: dict[str, tuple[type[Stage], ...]] = {
+    "links": (LinksMapStage, LinksReduceStage),
+    "tokenize": (TokenizeStage,),
 }
+
+
+def build(cfg_stages: list[str], cfg: object) -> list[Stage]:
+    """The passes of the named stages, in order, built for ``cfg``."""
+    return [cls(cfg) for name in cfg_stages for cls in STAGES[name]]

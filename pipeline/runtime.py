@@ -129,10 +129,17 @@ class Stage(ABC):
 
     @abstractmethod
     def stage_config(self) -> Any:
-        """The config section that determines this stage's outputs (compared on resume)."""
+        """What determines this stage's outputs (a config dataclass or a dict; compared on resume)."""
+
+    def setup(self) -> None:
+        """Driver-side work before the stage is prepared (runs once per run, not per task)."""
 
     def check_inputs(self) -> None:
         """Raise ``StageError`` when the stage's inputs are missing or incomplete."""
+
+    def summarize(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """The stage's ``stats.json`` from the summed task stats; stages may add reports."""
+        return stats
 
     @abstractmethod
     def run_task(self, ctx: TaskContext) -> None:
@@ -158,7 +165,9 @@ def pending_tasks(stage: Stage) -> list[int]:
 
 def prepare(stage: Stage) -> None:
     """Before any task runs: refuse to mix configs, then save the resolved config."""
-    meta = {"stage": stage.name, "tasks": stage.num_tasks, "config": to_dict(stage.stage_config())}
+    config = stage.stage_config()
+    meta = {"stage": stage.name, "tasks": stage.num_tasks,
+            "config": config if isinstance(config, dict) else to_dict(config)}
     if stage.paths.meta.exists() and completed_tasks(stage.paths):
         old = read_json(stage.paths.meta)
         changes = diff({"tasks": old["tasks"], **old["config"]},
@@ -300,6 +309,7 @@ def finalize(stage: Stage) -> dict[str, Any]:
         "counts": dict(sorted(counts.items())), "metrics": dict(sorted(metrics.items())),
         "task_seconds": round(elapsed, 3),
     }
+    stats = stage.summarize(stats)
     atomic_write(stage.paths.stats, dump_json(stats))
     return stats
 

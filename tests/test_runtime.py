@@ -91,7 +91,7 @@ def test_ranges():
 
 
 def pipeline_cmd(workdir: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "tokenize.tasks=8",
+    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[tokenize]", "tokenize.tasks=8",
             "executor.workers=1", "tokenize.val_fraction=0.05"]
 
 

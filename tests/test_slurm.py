@@ -31,7 +31,7 @@ def slurm(**overrides) -> SlurmExecutorConfig:
 def test_same_outputs_under_local_and_slurm(tmp_path):
     for name in ("local", "slurm"):
         make_corpus(tmp_path / name / "corpus", docs=400, row_group_size=25, seed=3)
-    common = ["tokenize.tasks=8", "tokenize.val_fraction=0.1"]
+    common = ["stages=[tokenize]", "tokenize.tasks=8", "tokenize.val_fraction=0.1"]
     local = run_cli("pipeline", f"workdir={tmp_path / 'local'}", "executor=local", *common)
     assert local.returncode == 0, local.stderr
     remote = run_cli("pipeline", f"workdir={tmp_path / 'slurm'}", "executor=slurm",

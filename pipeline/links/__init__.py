@@ -1,0 +1,1 @@
+"""The links stage: Reddit submissions -> unique, normalized, host-partitioned URLs."""

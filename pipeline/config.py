@@ -141,7 +141,9 @@ class LinksConfig:
                                           factory=lambda: list(BLOCKED_EXTENSIONS))
     tracking_params: list[str] = param(doc="query keys removed; a trailing * matches a prefix",
                                        factory=lambda: list(TRACKING_PARAMS))
-    read_bytes: int = param(8 << 20, "decompressed bytes per read of a dump", ge=1)
+    read_bytes: int = param(
+        256 << 10, "bytes read from a dump at a time (compressed for zstd, else decompressed)", ge=1
+    )
     map_buffer_rows: int = param(
         1_000_000, "links a map task holds before writing sorted runs (bounds its memory)", ge=1
     )

@@ -16,7 +16,7 @@ import pytest
 import zstandard
 
 from pipeline.config import TRACKING_PARAMS, LinksConfig
-from pipeline.links.dumps import Submission, decode_line, iter_lines, open_dump
+from pipeline.links.dumps import Submission, decode_line, iter_blocks, iter_lines
 from pipeline.links.rules import Link, Rules, UrlError, normalize_url, partition_of
 from pipeline.links.stage import month_report
 from tests.dumps import lines, submission, write_zst
@@ -114,11 +114,20 @@ def test_decode_line_reasons():
 
 
 @pytest.mark.parametrize("read_bytes", [1, 7, 64, 4093, 1 << 20])
-def test_lines_survive_any_block_boundary(read_bytes, tmp_path):
+@pytest.mark.parametrize("suffix", ["zst", "xz", "json"])
+def test_lines_survive_any_block_boundary(read_bytes, suffix, tmp_path):
     texts = [f"line {i} ünïcödé 東京 🙂 {'x' * (i % 37)}".encode() for i in range(500)]
-    path = write_zst(tmp_path / "RS_x.zst", b"\n".join(texts) + b"\n", window_log=27)
-    with open_dump(path) as stream:
-        assert list(iter_lines(stream, read_bytes)) == texts
+    data = b"\n".join(texts) + b"\n"
+    path = tmp_path / f"RS_x.{suffix}"
+    if suffix == "zst":
+        write_zst(path, data, window_log=27)
+    else:
+        path.write_bytes(lzma.compress(data) if suffix == "xz" else data)
+    blocks = list(iter_blocks(path, read_bytes))
+    assert b"".join(blocks) == data
+    assert list(iter_lines(blocks)) == texts
+    if suffix != "zst":  # decompressed reads of read_bytes: boundaries fall inside characters
+        assert len(blocks) == -(-len(data) // read_bytes)
 
 
 def test_compressed_formats(tmp_path):
@@ -127,8 +136,7 @@ def test_compressed_formats(tmp_path):
     (tmp_path / "RS_a.bz2").write_bytes(bz2.compress(data))
     (tmp_path / "RS_a.json").write_bytes(data)
     for name in ("RS_a.xz", "RS_a.bz2", "RS_a.json"):
-        with open_dump(tmp_path / name) as stream:
-            assert b"\n".join(iter_lines(stream, 1000)) + b"\n" == data
+        assert b"\n".join(iter_lines(iter_blocks(tmp_path / name, 1000))) + b"\n" == data
 
 
 def test_month_report_flags_a_collapse():
@@ -214,24 +222,17 @@ def plant_every_case(plan: Plan) -> None:
     plan.raw(b"", "empty_line")
 
 
-def pad_to_boundary(plan: Plan, size: int, read_bytes: int) -> None:
-    """A link line whose 'é' starts one byte before a read boundary: the char and the line both
-    straddle two reads."""
-    boundary = (size // read_bytes + 1) * read_bytes
-    head = b'{"id":"mb1","created_utc":1400000000,"score":9,"title":"'
-    tail = b'","url":"https://multibyte.example/caf'
-    pad = boundary - 1 - size - len(head) - len(tail)
-    if pad < 0:
-        boundary += read_bytes
-        pad += read_bytes
-    line = head + b"p" * pad + tail + "é".encode() + b'"}'
-    assert size + len(head) + pad + len(tail) == boundary - 1
-    plan.raw(line, "kept")
+def plant_multibyte_line(plan: Plan) -> None:
+    """A link line with 3 MB of random two-byte characters (barely compressible, so it spans
+    several compressed reads): read boundaries fall inside its characters."""
+    rng = random.Random(11)
+    title = "".join(chr(rng.randrange(0x100, 0x800)) for _ in range(1_500_000))
+    plan.raw(orjson.dumps({"id": "mb1", "created_utc": 1400000000, "score": 9, "title": title,
+                           "url": "https://multibyte.example/café"}), "kept")
     plan.urls["https://multibyte.example/caf%C3%A9"] = {"mb1"}
-    plan.boundary = boundary
 
 
-BIG_READ = 1 << 20
+BIG_READ = 256 << 10
 
 
 def big_dump_lines(plan: Plan) -> list[bytes]:
@@ -255,7 +256,7 @@ def big_dump_lines(plan: Plan) -> list[bytes]:
             plant_every_case(plan)
             add(plan.items[start:])
             start = len(plan.items)
-            pad_to_boundary(plan, size, BIG_READ)
+            plant_multibyte_line(plan)
             add(plan.items[start:])
     return chunks
 
@@ -300,12 +301,12 @@ def read_links(root: Path) -> dict[str, list[dict]]:
 @pytest.mark.slow
 def test_planted_dumps_give_exactly_the_expected_links(planted, tmp_path):
     folder, plan = planted
-    with open_dump(folder / "RS_2014-05.zst") as stream:  # the planted line straddles two reads
-        done = 0
-        while done < plan.boundary:
-            block = stream.read(BIG_READ)
-            done += len(block)
-        assert done == plan.boundary and block.endswith(b"caf\xc3")
+    split_chars = 0  # read boundaries that cut a UTF-8 character in two
+    previous = b""
+    for block in iter_blocks(folder / "RS_2014-05.zst", BIG_READ):
+        split_chars += bool(previous) and (block[0] & 0xC0) == 0x80
+        previous = block
+    assert split_chars >= 1
 
     files = sorted(folder.iterdir())
     mapper, reducer = run_links(tmp_path, files, partitions=8, read_bytes=BIG_READ, **WINDOW)

@@ -2,7 +2,7 @@
 
 Real dumps are zstd frames with a 2 GiB window (``zstd --long=31``); a decoder that keeps the default
 limit fails with "Frame requires too much memory for decoding", so ours allows ``2**31``. Dumps are
-read in large blocks and split into lines on bytes: a line (or a multibyte character) cut by a block
+read in blocks and split into lines on bytes: a line (or a multibyte character) cut by a block
 boundary is joined with the next block before it is decoded, so nothing is lost at boundaries.
 
 Lines are decoded with msgspec into a struct of the few fields the links stage uses; the dozens of
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,77 +42,61 @@ class DumpReadError(RuntimeError):
     """A dump that cannot be read to its end (truncated or corrupt); what came before it was read."""
 
 
-class ZstdReader:
-    """``read(n)`` over concatenated zstd frames, with a 2 GiB window allowed.
+def _zstd_blocks(raw: BinaryIO, read_bytes: int) -> Iterator[bytes]:
+    """Decompressed blocks of concatenated zstd frames, ``read_bytes`` of input at a time.
 
-    zstandard's own ``stream_reader`` reports a file cut short mid-frame as a clean end of file;
-    this reader raises instead (``DumpReadError``), so a truncated dump is counted, never taken for
-    a complete one.
+    zstandard's own readers report a file cut short mid-frame as a clean end of file; this one
+    raises, so a truncated dump is counted, never taken for a complete one.
     """
-
-    def __init__(self, raw: BinaryIO, chunk_bytes: int = 1 << 16) -> None:
-        self.raw, self.chunk_bytes = raw, chunk_bytes
-        self.dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
-        self.frame = self.dctx.decompressobj()
-        self.in_frame = False  # bytes of the current frame fed, frame not finished
-        self.buffer = bytearray()
-
-    def _feed(self) -> bool:
-        """Decompress one more chunk of input; False at the end of the input."""
-        data = self.raw.read(self.chunk_bytes)
-        if not data:
-            if self.in_frame:
-                raise zstandard.ZstdError("file ends inside a frame (truncated dump)")
-            return False
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    frame, in_frame = dctx.decompressobj(), False
+    while data := raw.read(read_bytes):
         while data:
-            self.in_frame = True
-            self.buffer += self.frame.decompress(data)
-            if not self.frame.eof:
+            in_frame = True
+            block = frame.decompress(data)
+            if block:
+                yield block
+            if not frame.eof:
                 break
-            data, self.in_frame = self.frame.unused_data, False  # the next frame starts here
-            self.frame = self.dctx.decompressobj()
-        return True
-
-    def read(self, size: int) -> bytes:
-        while len(self.buffer) < size and self._feed():
-            pass
-        block = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return block
+            data, in_frame = frame.unused_data, False  # the next frame starts here
+            frame = dctx.decompressobj()
+    if in_frame:
+        raise zstandard.ZstdError("the file ends inside a frame (truncated dump)")
 
 
-@contextmanager
-def open_dump(path: Path) -> Iterator[BinaryIO]:
-    """The decompressed byte stream of a dump, by its suffix."""
+def _open_stream(path: Path) -> BinaryIO:
     name = path.name.lower()
-    if name.endswith(".zst") or name.endswith(".zstd"):
-        with open(path, "rb") as raw:
-            yield ZstdReader(raw)  # type: ignore[misc]
-    elif name.endswith(".xz"):
-        with lzma.open(path, "rb") as stream:
-            yield stream
-    elif name.endswith(".bz2"):
-        with bz2.open(path, "rb") as stream:
-            yield stream
-    else:
-        with open(path, "rb") as stream:
-            yield stream
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    return open(path, "rb")
 
 
-def iter_lines(stream: BinaryIO, read_bytes: int) -> Iterator[bytes]:
-    """The lines of a byte stream, read ``read_bytes`` at a time; no line is split or lost.
+def iter_blocks(path: Path, read_bytes: int) -> Iterator[bytes]:
+    """The decompressed content of a dump, in blocks; the format comes from the suffix.
 
-    Raises ``DumpReadError`` when decompression fails part-way (the lines before it were yielded;
-    a partial last line is not).
+    ``read_bytes`` is read from the file at a time (compressed bytes for zstd, whose blocks then
+    vary in size; decompressed bytes for xz, bz2 and plain files). Raises ``DumpReadError`` when the
+    dump is corrupt or truncated, after yielding everything before the damage.
     """
+    zstd = path.name.lower().endswith((".zst", ".zstd"))
+    try:
+        with open(path, "rb") if zstd else _open_stream(path) as stream:
+            if zstd:
+                yield from _zstd_blocks(stream, read_bytes)
+            else:
+                while block := stream.read(read_bytes):
+                    yield block
+    except (zstandard.ZstdError, lzma.LZMAError, EOFError, OSError) as err:
+        raise DumpReadError(f"{path.name}: {type(err).__name__}: {err}") from err
+
+
+def iter_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of blocks; a line (or a character) cut by a block boundary is joined
+    with the rest of it before being yielded. A final line without a newline is yielded too."""
     rest = b""
-    while True:
-        try:
-            block = stream.read(read_bytes)
-        except (zstandard.ZstdError, lzma.LZMAError, EOFError, OSError) as err:
-            raise DumpReadError(f"{type(err).__name__}: {err}") from err
-        if not block:
-            break
+    for block in blocks:
         lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
         rest = lines.pop()
         yield from lines

@@ -7,8 +7,8 @@ the global dedup. Both are deterministic: the same submission always gets the sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +42,16 @@ class UrlError(ValueError):
         self.reason = reason
 
 
-def _is_tracking(key: str, tracking: frozenset[str], prefixes: tuple[str, ...]) -> bool:
-    key = key.lower()
-    return key in tracking or key.startswith(prefixes)
+@functools.lru_cache(maxsize=16)
+def _tracking(params: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Exact keys and prefixes (entries ending with ``*``) of tracking parameters, lowercased."""
+    exact = frozenset(p.lower() for p in params if not p.endswith("*"))
+    return exact, tuple(p[:-1].lower() for p in params if p.endswith("*"))
+
+
+def _unescape(url: str) -> str:
+    """Reddit's API HTML-escapes ``&``, ``<`` and ``>`` in URLs."""
+    return url.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def normalize_url(raw: str, tracking_params: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
@@ -55,7 +62,7 @@ def normalize_url(raw: str, tracking_params: list[str] | tuple[str, ...] = ()) -
     percent-encodes a non-ASCII path as UTF-8 and turns an empty path into ``/``. Reddit's API
     escapes ``&`` as ``&amp;`` in URLs; it is undone. URLs with credentials are refused.
     """
-    text = html.unescape(raw.strip()) if "&" in raw else raw.strip()
+    text = _unescape(raw.strip()) if "&" in raw else raw.strip()
     if not text:
         raise UrlError("no_url")
     try:
@@ -78,18 +85,24 @@ def normalize_url(raw: str, tracking_params: list[str] | tuple[str, ...] = ()) -
             raise UrlError("unparseable_url") from None
     bracketed = f"[{host}]" if ":" in host else host  # an IPv6 literal
     netloc = bracketed if port in (None, DEFAULT_PORTS[scheme]) else f"{bracketed}:{port}"
-    exact = frozenset(p.lower() for p in tracking_params if not p.endswith("*"))
-    prefixes = tuple(p[:-1].lower() for p in tracking_params if p.endswith("*"))
-    # Pairs are kept as written (no decode and re-encode, which would change what is fetched).
-    query = "&".join(sorted(
-        pair for pair in parts.query.split("&")
-        if pair and not _is_tracking(unquote_plus(pair.split("=", 1)[0]), exact, prefixes)
-    ))
+    query = _clean_query(parts.query, tuple(tracking_params)) if parts.query else ""
     path = quote(parts.path, safe=PATH_SAFE) if not parts.path.isascii() else parts.path
     if not query.isascii():
         query = quote(query, safe=PATH_SAFE + "?")
     url = urlunsplit((scheme, netloc, path or "/", query, ""))
     return url, host
+
+
+def _clean_query(query: str, tracking_params: tuple[str, ...]) -> str:
+    """The query without tracking parameters, pairs sorted and kept as written (decoding and
+    re-encoding them would change what the server is asked for)."""
+    exact, prefixes = _tracking(tracking_params)
+    kept = []
+    for pair in query.split("&"):
+        key = unquote_plus(pair.split("=", 1)[0]).lower()
+        if pair and key not in exact and not key.startswith(prefixes):
+            kept.append(pair)
+    return "&".join(sorted(kept))
 
 
 def _domain_matches(host: str, domains: frozenset[str]) -> bool:
@@ -129,20 +142,16 @@ class Rules:
         """The ``Link`` a submission gives, or the reason it gives none.
 
         ``sub`` has attributes ``id, url, score, created_utc, subreddit, over_18, is_self`` (missing
-        ones are None). The rules, in order: a URL present; not a self post; the URL parses, with an
-        http(s) scheme and no credentials; not over_18 (if dropped); created_utc valid and inside the
-        window; score >= min_score (per_submission rule); not Wikipedia; domain and extension
-        not blocked.
+        ones are None). The rules, in order: a URL present; not a self post; not over_18 (if
+        dropped); created_utc valid and inside the window; score present and >= min_score
+        (per_submission rule); the URL parses, with an http(s) scheme and no credentials; not
+        Wikipedia; domain and extension not blocked.
         """
         cfg = self.cfg
         if not isinstance(sub.url, str) or not sub.url.strip():
             return "no_url"
         if sub.is_self is True:
             return "self_post"
-        try:
-            url, host = normalize_url(sub.url, self.tracking)
-        except UrlError as err:
-            return err.reason
         if cfg.drop_over_18 and sub.over_18 is True:
             return "over_18"
         created = _as_int(sub.created_utc)
@@ -157,11 +166,15 @@ class Rules:
             return "score_missing"
         if self.check_score and score < cfg.min_score:
             return "score_below_min"
+        try:  # after the cheap checks: most submissions fail on score, and parsing costs most
+            url, host = normalize_url(sub.url, self.tracking)
+        except UrlError as err:
+            return err.reason
         if cfg.drop_wikipedia and _domain_matches(host, WIKIPEDIA):
             return "wikipedia"
         if _domain_matches(host, self.blocked):
             return "blocked_domain"
-        path = urlsplit(url).path.lower()
+        path = url.split("?", 1)[0].lower()
         if path.endswith(self.extensions):
             return "blocked_extension"
         subreddit = sub.subreddit if isinstance(sub.subreddit, str) else ""

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import LinksConfig, PushshiftSourceConfig, RedditSourceConfig
-from pipeline.links.dumps import DumpReadError, decode_line, iter_lines, open_dump
+from pipeline.links.dumps import DumpReadError, decode_line, iter_blocks, iter_lines
 from pipeline.links.rules import Link, Rules, _as_int, partition_of
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
@@ -109,31 +109,31 @@ class LinksMapStage(Stage):
     def run_task(self, ctx: TaskContext) -> None:
         path = self.input_files()[ctx.index]
         ctx.logger.info("reading %s", path)
-        rules, months, month_of_day = Rules(self.conf), Counter[str](), dict[int, str]()
+        rules, months, month_of_day = Rules(self.conf), Counter[tuple[str, str]](), dict[int, str]()
         buffers: list[list[tuple]] = [[] for _ in range(self.conf.partitions)]
         held, runs = 0, 0
-        with open_dump(path) as stream:
-            try:
-                for line in ctx.progress(iter_lines(stream, self.conf.read_bytes), None, "lines"):
-                    result = self._one_line(line, rules, months, month_of_day, ctx)
-                    if result is None:
-                        continue
-                    buffers[partition_of(result.host, self.conf.partitions)].append(
-                        (result.host, result.url, result.created_utc, result.submission_id,
-                         result.raw_url, result.subreddit, result.score))
-                    held += 1
-                    if held >= self.conf.map_buffer_rows:
-                        self._write_runs(ctx, buffers, runs)
-                        held, runs = 0, runs + 1
-            except DumpReadError as err:
-                ctx.count("dump_read_error")
-                ctx.logger.error("%s: stopped reading part-way: %s", path, err)
+        lines = iter_lines(iter_blocks(path, self.conf.read_bytes))
+        try:
+            for line in ctx.progress(lines, None, "lines"):
+                result = self._one_line(line, rules, months, month_of_day, ctx)
+                if result is None:
+                    continue
+                buffers[partition_of(result.host, self.conf.partitions)].append(
+                    (result.host, result.url, result.created_utc, result.submission_id,
+                     result.raw_url, result.subreddit, result.score))
+                held += 1
+                if held >= self.conf.map_buffer_rows:
+                    self._write_runs(ctx, buffers, runs)
+                    held, runs = 0, runs + 1
+        except DumpReadError as err:
+            ctx.count("dump_read_error")
+            ctx.logger.error("stopped reading part-way: %s", err)
         self._write_runs(ctx, buffers, runs)
-        for key, n in months.items():
-            ctx.add(key, n)
+        for (month, field), n in sorted(months.items()):
+            ctx.add(f"month.{month}.{field}", n)
 
-    def _one_line(self, line: bytes, rules: Rules, months: Counter[str], month_of_day: dict[int, str],
-                  ctx: TaskContext) -> Link | None:
+    def _one_line(self, line: bytes, rules: Rules, months: Counter[tuple[str, str]],
+                  month_of_day: dict[int, str], ctx: TaskContext) -> Link | None:
         """Count one dump line into the month report and the funnel; the link it gives, if any."""
         if not line.strip():
             ctx.count("empty_line")
@@ -144,18 +144,18 @@ class LinksMapStage(Stage):
             return None
         created = _as_int(sub.created_utc)
         month = _month(created, month_of_day) if created is not None and created >= 0 else "unknown"
-        months[f"month.{month}.submissions"] += 1
+        months[month, "submissions"] += 1
         if isinstance(sub.url, str) and sub.url and sub.is_self is not True:
-            months[f"month.{month}.link_posts"] += 1
+            months[month, "link_posts"] += 1
             score = _as_int(sub.score)
             if score is not None and score >= self.conf.min_score:
-                months[f"month.{month}.score_ge_min"] += 1
+                months[month, "score_ge_min"] += 1
         result = rules.link_or_reason(sub)
         if isinstance(result, str):
             ctx.count(result)
             return None
         ctx.count("kept")
-        months[f"month.{month}.kept"] += 1
+        months[month, "kept"] += 1
         return result
 
     def _write_runs(self, ctx: TaskContext, buffers: list[list[tuple]], run: int) -> None:

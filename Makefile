@@ -21,14 +21,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	@echo "== webtext demo: the stages that exist today, on the embedded sample, in $(DEMO)/"
-	@echo "== links, fetch, extract, dedup and publish are not built yet: the sample documents"
-	@echo "== are written as a corpus shard directly, then the tokenize stage runs on them."
-	$(PY) -m pipeline.sample $(DEMO)/corpus
+	@echo "== webtext demo on the embedded sample, in $(DEMO)/: the stages that exist today"
+	$(PY) -m pipeline.sample $(DEMO)
+	@echo "== links: Reddit submissions -> unique normalized URLs (counts by reason in links/stats.json)"
+	$(PY) -m pipeline workdir=$(DEMO) stages='[links]' source.files='[$(DEMO)/dumps/RS_sample.zst]' links.partitions=2
+	$(PY) -c "import pyarrow.parquet as pq, glob; [print('  ', r['url'], r['subreddits'], r['score_max']) for f in sorted(glob.glob('$(DEMO)/links/part-*.parquet')) for r in pq.read_table(f).to_pylist()]"
+	@echo "== fetch, extract, dedup and publish are not built yet: the sample documents stand in as"
+	@echo "== the corpus ($(DEMO)/corpus/), and the tokenize stage writes llm.c token shards."
 	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=4 tokenize.val_fraction=0.25
-	@echo "== token shards (llm.c format) and stats:"
 	@ls -l $(DEMO)/tokens/*.bin
-	@cat $(DEMO)/tokens/stats.json
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/links/stats.json')); print('links funnel:', s['submissions'], '-> urls:', s['counts'])"
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/tokens/stats.json')); print('tokens:', s['metrics'])"
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -17,7 +17,7 @@ from pipeline.config import PipelineConfig, register
 from pipeline.executor import make_executor
 from pipeline.registry import build
 from pipeline.runtime import StageError
-from pipeline.schema import load
+from pipeline.schema import ConfigError, load
 
 log = logging.getLogger("webtext.pipeline")
 register()
@@ -33,6 +33,8 @@ def main(raw: DictConfig) -> None:
         make_executor(cfg.executor).run(stages)
     except StageError as err:
         sys.exit(f"pipeline stopped: {err}")
+    except ConfigError as err:  # a value only checked once the run reaches it
+        sys.exit(f"config error: {err}")
     except KeyboardInterrupt:
         log.error("interrupted: finished tasks are kept; rerun the same command to resume")
         sys.exit(130)

@@ -6,6 +6,7 @@ schemas are registered with Hydra's ConfigStore in ``register()`` so the YAML is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
@@ -89,6 +90,14 @@ class RedditSourceConfig(SourceConfig):
     timeout_s: float = param(30.0, "timeout of one API request, in seconds", gt=0)
     oauth_url: str | None = param(None, "API base URL override (tests, proxies); null: Reddit's")
     reddit_url: str | None = param(None, "site base URL override (tests, proxies); null: Reddit's")
+
+    def check(self) -> None:
+        unknown = [name for name in self.listings if name not in ("new", "top", "hot")]
+        if not self.listings or unknown:
+            raise ConfigError("listings", f"must be a non-empty list of new, top, hot; got {self.listings}")
+        bad = [name for name in self.subreddits if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]{1,20}", name)]
+        if bad:
+            raise ConfigError("subreddits", f"not subreddit names (give them without r/): {bad}")
 
 
 # --- stages --------------------------------------------------------------------------------------

@@ -416,3 +416,16 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
         assert stage_outputs(StagePaths(killed, stage).root) == \
             stage_outputs(StagePaths(tmp_path / "clean", stage).root)
     assert read_links(StagePaths(killed, "links").root)
+
+
+def test_the_demo_sample_gives_the_sample_documents(tmp_path):
+    import json
+
+    from pipeline.sample import documents, write_dump
+
+    dump = write_dump(tmp_path / "dumps")
+    mapper, reducer = run_links(tmp_path / "w", [dump], partitions=2)
+    rows = [r for part in read_links(reducer.paths.root).values() for r in part]
+    assert sorted(r["url"] for r in rows) == sorted(d["url"] for d in documents())
+    counts = json.loads(mapper.paths.stats.read_text())["counts"]
+    assert counts["kept"] == len(documents()) and sum(counts.values()) == 2 * len(documents())

@@ -1,7 +1,9 @@
 """The embedded sample: a few articles with their Reddit provenance, for ``make demo``.
 
 The documents were written for this project (no third-party text), in the corpus schema
-(id, url, domain, title, text, subreddit, score, created_utc).
+(id, url, domain, title, text, subreddit, score, created_utc). ``write_dump`` turns their provenance
+into a small Pushshift-style submission dump, with the kinds of submissions the links stage drops
+(self posts, low scores, image hosts, ...) mixed in.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import zstandard
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -24,4 +27,33 @@ def write_corpus(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "part-00000.parquet"
     pq.write_table(pa.Table.from_pylist(documents()), path, row_group_size=2, compression="zstd")
+    return path
+
+
+def _noise(i: int, created: int) -> dict:
+    """Submissions the links stage must drop, one kind per ``i``."""
+    kinds = [
+        {"is_self": True, "url": f"https://www.reddit.com/r/news/comments/n{i}/", "score": 50},
+        {"url": f"https://harbor-gazette.example/low-score/{i}", "score": 1},
+        {"url": f"https://i.imgur.com/{i}.jpg", "score": 80},
+        {"url": f"https://en.wikipedia.org/wiki/Sample_{i}", "score": 30},
+        {"url": f"https://fieldnotes.example/files/{i}.pdf", "score": 12},
+        {"url": f"https://adult.example/{i}", "score": 40, "over_18": True},
+    ]
+    return {"id": f"n{i:03d}", "created_utc": created + 60 * i, "subreddit": "news",
+            "over_18": False, "is_self": False, **kinds[i % len(kinds)]}
+
+
+def write_dump(folder: Path) -> Path:
+    """A Pushshift-style dump ``RS_sample.zst`` of the sample's submissions (2**27 window)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n, doc in enumerate(documents()):
+        rows.append({"id": f"s{n:03d}", "url": doc["url"] + "?utm_source=reddit", "score": doc["score"],
+                     "created_utc": doc["created_utc"], "subreddit": doc["subreddit"],
+                     "title": doc["title"], "over_18": False, "is_self": False})
+        rows.append(_noise(n, doc["created_utc"]))
+    data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    path = folder / "RS_sample.zst"
+    path.write_bytes(zstandard.ZstdCompressor(level=10).compress(data))
     return path

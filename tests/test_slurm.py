@@ -121,3 +121,25 @@ def test_local_cluster_start_is_idempotent():
     status = subprocess.run(["bash", str(REPO / "slurm/local-cluster.sh"), "status"],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "debug" in status.stdout
+
+
+def test_links_map_reduce_on_slurm_equals_local(tmp_path):
+    import random
+
+    from tests.dumps import lines, submission, write_zst
+
+    rng = random.Random(5)
+    for month in (1, 2):
+        write_zst(tmp_path / f"RS_2017-0{month}.zst", lines(submission(rng, month * 10**5 + i)
+                                                         for i in range(3000)))
+    common = ["stages=[links]", f"source.files=[{tmp_path}/RS_2017-0*.zst]", "links.partitions=4"]
+    local = run_cli("pipeline", f"workdir={tmp_path / 'local'}", *common)
+    assert local.returncode == 0, local.stderr
+    remote = run_cli("pipeline", f"workdir={tmp_path / 'slurm'}", "executor=slurm",
+                     "executor.mem_gb=1", "executor.time_min=10", *common)
+    assert remote.returncode == 0, remote.stderr
+    for stage in ("links_map", "links"):
+        outputs = stage_outputs(StagePaths(tmp_path / "local", stage).root)
+        assert outputs and stage_outputs(StagePaths(tmp_path / "slurm", stage).root) == outputs
+    reduce_scripts = list(StagePaths(tmp_path / "slurm", "links").slurm_logs.glob("*/*_submission.sh"))
+    assert "#SBATCH --dependency=afterok:" in reduce_scripts[0].read_text()

@@ -101,10 +101,14 @@ class LinksMapStage(Stage):
             shutil.rmtree(StagePaths(self.workdir, "links").root)
 
     def check_inputs(self) -> None:
-        if not self.input_files():
-            source = self.cfg.source
-            what = getattr(source, "files", None) or f"{source.name} archive"
-            raise StageError(f"links: no submission dumps match {what}")
+        if self.input_files():
+            return
+        source = self.cfg.source
+        if isinstance(source, PushshiftSourceConfig):
+            raise StageError(f"links: no submission dump matches source.files={source.files}; give "
+                             "paths or globs, e.g. source.files='[/data/RS_2017-*.zst]'")
+        raise StageError(f"links: the Reddit archive {self.workdir / source.archive} holds no "
+                         "submissions yet")
 
     def run_task(self, ctx: TaskContext) -> None:
         path = self.input_files()[ctx.index]

@@ -168,6 +168,65 @@ class LinksConfig:
             raise ConfigError("created_before_utc", f"{before} is not after created_after_utc={after}")
 
 
+DEFAULT_USER_AGENT = (
+    "webtext/0.1 (WebText-style research crawler; set fetch.user_agent to include your contact)"
+)
+
+
+@dataclass
+class FetchConfig:
+    """links -> raw responses: a polite, safe, resumable crawler writing WARC and a Parquet index."""
+
+    concurrency: int = param(256, "requests in flight at once in one task (over all hosts)", ge=1)
+    per_host_delay_s: float = param(1.0, "least time between two requests to one host", ge=0)
+    timeout_s: float = param(30.0, "total deadline of one URL, redirects and body included", gt=0)
+    connect_timeout_s: float = param(10.0, "deadline to open a connection", gt=0)
+    read_timeout_s: float = param(15.0, "longest wait for the next bytes of a response", gt=0)
+    max_bytes: int = param(4 << 20, "body cap, counted compressed and after decompression", ge=1)
+    max_redirects: int = param(5, "redirects followed before giving up", ge=0)
+    retries: int = param(2, "retries after a connection error, 429 or 5xx", ge=0)
+    retry_backoff_s: float = param(1.0, "first retry delay; doubles at each retry", ge=0)
+    max_retry_after_s: float = param(60.0, "longest Retry-After honoured; longer ones fail the URL", ge=0)
+    user_agent: str = param(DEFAULT_USER_AGENT, "User-Agent header, and the agent robots.txt is read for")
+    robots: bool = param(True, "honour robots.txt (RFC 9309)")
+    content_types: list[str] = param(doc="media types kept (others: not_html)",
+                                     factory=lambda: ["text/html", "application/xhtml+xml"])
+    allow_private: bool = param(
+        False, "allow loopback, private, link-local and metadata addresses: tests and demos only"
+    )
+    allowed_networks: list[str] = param(
+        doc="CIDRs exempt from the address guard (tests on loopback)", factory=list
+    )
+    hosts: list[str] = param(
+        doc="name=address overrides of DNS, like /etc/hosts (tests, demos): ['a.example=127.0.0.1']",
+        factory=list,
+    )
+    warc_max_bytes: int = param(1 << 30, "rotate a task's WARC file past this size", ge=1)
+    flush_every: int = param(64, "outcomes between flushes of the index journal", ge=1)
+
+    def check(self) -> None:
+        import ipaddress
+
+        for i, network in enumerate(self.allowed_networks):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"allowed_networks[{i}]", f"not a network: {network!r}") from None
+        for i, entry in enumerate(self.hosts):
+            name, _, address = entry.partition("=")
+            try:
+                ipaddress.ip_address(address.strip())
+            except ValueError:
+                raise ConfigError(f"hosts[{i}]", f"not name=address: {entry!r}") from None
+            if not name.strip():
+                raise ConfigError(f"hosts[{i}]", f"no host name in {entry!r}")
+
+    def host_overrides(self) -> dict[str, str]:
+        """``hosts`` as a mapping of lowercased name -> address."""
+        pairs = (entry.partition("=") for entry in self.hosts)
+        return {name.strip().lower().rstrip("."): address.strip() for name, _, address in pairs}
+
+
 @dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
@@ -195,6 +254,7 @@ class PipelineConfig:
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)
+    fetch: FetchConfig = param(doc="the fetch stage", factory=FetchConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
 from pipeline.runtime import Stage
 from pipeline.tokenize import TokenizeStage
 
 STAGES: dict[str, tuple[type[Stage], ...]] = {
     "links": (LinksMapStage, LinksReduceStage),
+    "fetch": (FetchStage,),
     "tokenize": (TokenizeStage,),
 }
 

@@ -116,6 +116,9 @@ class Stage(ABC):
     """
 
     name: ClassVar[str]
+    # True: a killed attempt's temporary folder is kept for the next attempt, which continues from
+    # it (the stage then owns its consistency); False: the next attempt starts from scratch.
+    resumes_within_task: ClassVar[bool] = False
 
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
@@ -195,8 +198,9 @@ def run_task(stage: Stage, index: int) -> dict[str, Any]:
         try:
             stage.check_inputs()
             _undo_commit(paths, index)  # a killed attempt's outputs, renamed before its marker
-            shutil.rmtree(paths.tmp(index), ignore_errors=True)  # and its unfinished ones
-            paths.tmp(index).mkdir(parents=True)
+            if not stage.resumes_within_task:
+                shutil.rmtree(paths.tmp(index), ignore_errors=True)  # and its unfinished ones
+            paths.tmp(index).mkdir(parents=True, exist_ok=True)
             ctx = TaskContext(index=index, tasks=stage.num_tasks, paths=paths, logger=logger)
             started = time.time()
             logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,

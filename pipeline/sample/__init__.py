@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import zstandard
 import pyarrow as pa
 import pyarrow.parquet as pq
+import zstandard
 
 DOCUMENTS = Path(__file__).with_name("documents.jsonl")
 
@@ -30,6 +30,17 @@ def write_corpus(folder: Path) -> Path:
     return path
 
 
+def page_url(doc: dict, port: int | None = None) -> str:
+    """A document's URL, or its address on the demo server at ``port``."""
+    if port is None:
+        return doc["url"]
+    return doc["url"].replace("https://", "http://", 1).replace(doc["domain"], f"{doc['domain']}:{port}", 1)
+
+
+def domains() -> list[str]:
+    return sorted({doc["domain"] for doc in documents()})
+
+
 def _noise(i: int, created: int) -> dict:
     """Submissions the links stage must drop, one kind per ``i``."""
     kinds = [
@@ -44,12 +55,17 @@ def _noise(i: int, created: int) -> dict:
             "over_18": False, "is_self": False, **kinds[i % len(kinds)]}
 
 
-def write_dump(folder: Path) -> Path:
-    """A Pushshift-style dump ``RS_sample.zst`` of the sample's submissions (2**27 window)."""
+def write_dump(folder: Path, port: int | None = None) -> Path:
+    """A Pushshift-style dump ``RS_sample.zst`` of the sample's submissions.
+
+    With ``port``, the documents' URLs become ``http://<domain>:<port>/<path>``, for the demo's
+    loopback server (``pipeline.sample.server``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for n, doc in enumerate(documents()):
-        rows.append({"id": f"s{n:03d}", "url": doc["url"] + "?utm_source=reddit", "score": doc["score"],
+        url = page_url(doc, port)
+        rows.append({"id": f"s{n:03d}", "url": url + "?utm_source=reddit", "score": doc["score"],
                      "created_utc": doc["created_utc"], "subreddit": doc["subreddit"],
                      "title": doc["title"], "over_18": False, "is_self": False})
         rows.append(_noise(n, doc["created_utc"]))

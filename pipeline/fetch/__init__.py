@@ -1,0 +1,31 @@
+"""The fetch stage: links -> raw responses in WARC.gz, with a Parquet index of every URL's outcome.
+
+``fetch_urls`` runs the crawler on a plain list of URLs (tests, benchmarks, one-off use); the stage
+(``pipeline.fetch.stage``) runs it per links partition, resumably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import FetchConfig
+from pipeline.fetch.crawler import Crawler, Outcome, host_groups
+from pipeline.fetch.warc import WarcFiles
+
+
+def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """Fetch ``urls`` into WARC.gz files in ``out_dir``; one index row per URL, in input order."""
+    warc = WarcFiles(out_dir, "fetch", cfg.warc_max_bytes)
+    outcomes: dict[int, Outcome] = {}
+
+    async def crawl() -> None:
+        async with Crawler(cfg, warc, lambda o: outcomes.__setitem__(o.ord, o)) as crawler:
+            await crawler.crawl(host_groups(enumerate(urls)))
+
+    try:
+        asyncio.run(crawl())
+    finally:
+        warc.close()
+    return [outcomes[i].row() for i in range(len(urls))]

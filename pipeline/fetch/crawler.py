@@ -1,0 +1,427 @@
+"""The crawler: asynchronous, polite, bounded in time and bytes, and guarded against private addresses.
+
+``Crawler.crawl(hosts)`` fetches URLs grouped by host. Per host, one request is in flight at a time
+and requests start at least ``per_host_delay_s`` apart; over all hosts, ``concurrency`` requests run
+at once. Every URL ends as exactly one ``Outcome``: kept (``reason`` None, its records in the WARC)
+or a snake_case reason. Redirects are followed by hand, so that every hop passes the address guard
+and robots.txt, and every hop is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+import aiohttp
+
+from pipeline.config import FetchConfig
+from pipeline.fetch.guard import AddressPolicy, BlockedAddress, GuardedResolver, ip_literal
+from pipeline.fetch.warc import HttpExchange, WarcFiles
+
+log = logging.getLogger("webtext.fetch")
+ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
+SNIFF_BYTES = 1024
+REDIRECTS = {301, 302, 303, 307, 308}
+UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error"}
+
+
+class Refused(Exception):
+    """A URL ends here, for ``reason``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Outcome:
+    """What became of one input URL: one row of the fetch index."""
+
+    ord: int
+    url: str
+    final_url: str | None = None
+    status: int | None = None
+    content_type: str | None = None
+    bytes: int = 0
+    reason: str | None = None
+    redirects: list[str] = field(default_factory=list)
+    attempts: int = 0
+    warc_file: str | None = None
+    warc_offset: int | None = None
+    warc_length: int | None = None
+    warc_end: int | None = None  # end of this URL's records in warc_file (for resuming)
+    fetched_at: float = 0.0
+    elapsed_s: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Response:
+    """A complete (or refused) response of one request."""
+
+    exchange: HttpExchange
+    media_type: str | None
+    decoded_bytes: int
+
+
+class HostGate:
+    """One request in flight per host, and ``delay_s`` between request starts to a host."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.next_start: dict[str, float] = {}
+
+    @asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        lock = self.locks.setdefault(host, asyncio.Lock())
+        async with lock:
+            wait = self.next_start.get(host, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.next_start[host] = time.monotonic() + self.delay_s
+            yield
+
+
+def media_type(headers: Any) -> str | None:
+    value = headers.get("Content-Type")
+    return value.split(";")[0].strip().lower() or None if value else None
+
+
+def looks_like_html(head: bytes) -> bool:
+    """Sniff a body without Content-Type (WHATWG's rules, reduced to HTML)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--")) or b"<html" in text
+
+
+def _decoder(encoding: str) -> Any:
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(wbits=31)
+    if encoding == "deflate":
+        return zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
+    raise Refused("unsupported_encoding", encoding)
+
+
+class Crawler:
+    def __init__(self, cfg: FetchConfig, warc: WarcFiles, on_outcome: Callable[[Outcome], None]) -> None:
+        self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
+        self.policy = AddressPolicy.from_config(cfg.allow_private, cfg.allowed_networks, cfg.host_overrides())
+        self.gate = HostGate(cfg.per_host_delay_s)
+        self.robots: dict[str, RobotFileParser | str] = {}
+        self.robots_pending: dict[str, asyncio.Future[RobotFileParser | str]] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Crawler:
+        cfg = self.cfg
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy), limit=cfg.concurrency,
+                                         ttl_dns_cache=300, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout_s,
+                                          sock_read=cfg.read_timeout_s),
+            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "gzip, deflate",
+                     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"},
+        )
+        if cfg.allow_private:
+            log.warning("fetch.allow_private=true: the address guard is OFF (tests and demos only)")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.session is not None
+        await self.session.close()
+
+    # --- scheduling ----------------------------------------------------------------------------------
+
+    async def crawl(self, hosts: AsyncIterator[list[tuple[int, str]]]) -> None:
+        """Fetch every URL; ``hosts`` yields the URLs of one host at a time, (ord, url) pairs."""
+        queue: asyncio.Queue[list[tuple[int, str]] | None] = asyncio.Queue(maxsize=self.cfg.concurrency)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.cfg.concurrency)]
+        try:
+            async for urls in hosts:
+                await queue.put(urls)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    async def _worker(self, queue: asyncio.Queue[list[tuple[int, str]] | None]) -> None:
+        while (urls := await queue.get()) is not None:
+            for ord_, url in urls:
+                self.on_outcome(await self.fetch(ord_, url))
+
+    # --- one URL -------------------------------------------------------------------------------------
+
+    async def fetch(self, ord_: int, url: str) -> Outcome:
+        outcome = Outcome(ord=ord_, url=url, fetched_at=time.time())
+        started = time.monotonic()
+        chain: list[HttpExchange] = []
+        try:
+            await asyncio.wait_for(self._follow(outcome, chain), self.cfg.timeout_s)
+        except Refused as refused:
+            outcome.reason = refused.reason
+        except asyncio.TimeoutError:
+            outcome.reason = "timeout"
+        except Exception:  # a bug or an error nobody foresaw must not stop the other URLs
+            log.exception("fetching %s failed unexpectedly", url)
+            outcome.reason = "fetch_error"
+        outcome.elapsed_s = round(time.monotonic() - started, 4)
+        if outcome.reason is None:
+            name, offset, length, end = self.warc.write(chain)
+            outcome.warc_file, outcome.warc_offset, outcome.warc_length = name, offset, length
+            outcome.warc_end = end
+        return outcome
+
+    async def _follow(self, outcome: Outcome, chain: list[HttpExchange]) -> None:
+        current, seen = outcome.url, {outcome.url}
+        for _ in range(self.cfg.max_redirects + 1):
+            response = await self._request_allowed(current, outcome)
+            exchange = response.exchange
+            outcome.final_url, outcome.status = current, exchange.status
+            location = dict((k.lower(), v) for k, v in exchange.response_headers).get("location")
+            if exchange.status in REDIRECTS and location:
+                chain.append(exchange)
+                current = urljoin(current, location.strip()).split("#")[0]
+                outcome.redirects.append(current)
+                if current in seen:
+                    raise Refused("redirect_loop", current)
+                seen.add(current)
+                continue
+            if not 200 <= exchange.status < 300:
+                raise Refused(f"http_{exchange.status}")
+            outcome.content_type, outcome.bytes = response.media_type, response.decoded_bytes
+            chain.append(exchange)
+            return
+        raise Refused("too_many_redirects", current)
+
+    async def _request_allowed(self, url: str, outcome: Outcome) -> Response:
+        """Check the URL (scheme, credentials, address, robots.txt), then request it with retries."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise Refused("bad_scheme", parts.scheme)
+        if parts.username or parts.password:
+            raise Refused("credentials_in_url")
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise Refused("unparseable_url", url)
+        literal = ip_literal(host)
+        if literal is not None and not self.policy.allows(literal):
+            raise Refused("blocked_address", host)
+        if self.cfg.robots and not await self._robots_allow(url, parts):
+            raise Refused("robots_disallowed")
+        return await self._request_with_retries(url, host, outcome)
+
+    async def _request_with_retries(self, url: str, host: str, outcome: Outcome) -> Response:
+        delay = self.cfg.retry_backoff_s
+        for attempt in range(self.cfg.retries + 1):
+            outcome.attempts += 1
+            last = attempt == self.cfg.retries
+            try:
+                async with self.gate.slot(host):
+                    response = await self._request(url, page=True)
+            except Refused as refused:
+                if refused.reason != "connection_error" or last:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            status = response.exchange.status
+            if (status == 429 or status >= 500) and not last:
+                await asyncio.sleep(self._retry_after(response, delay))
+                delay *= 2
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _retry_after(self, response: Response, default: float) -> float:
+        """Seconds to wait before retrying: Retry-After when given (capped), else ``default``."""
+        value = dict((k.lower(), v) for k, v in response.exchange.response_headers).get("retry-after")
+        if value is None:
+            return default
+        try:
+            wait = float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value) if value.strip() else None
+            wait = when.timestamp() - time.time() if when is not None else default
+        if wait > self.cfg.max_retry_after_s:
+            raise Refused(f"http_{response.exchange.status}", f"Retry-After {value} too long")
+        return max(wait, 0.0)
+
+    async def _request(self, url: str, page: bool) -> Response:
+        """One GET, its body read under the byte caps; errors become ``Refused`` reasons.
+
+        A page (``page``) must have an allowed content type and fit ``max_bytes``; robots.txt is
+        read up to ``ROBOTS_MAX_BYTES`` and the rest ignored.
+        """
+        assert self.session is not None
+        try:
+            async with self.session.get(url, allow_redirects=False) as resp:
+                return await self._read(resp, url, page)
+        except aiohttp.ClientConnectorDNSError as err:
+            blocked = isinstance(err.os_error, BlockedAddress)
+            raise Refused("blocked_address" if blocked else "dns_error", str(err)) from None
+        except aiohttp.ClientSSLError as err:
+            raise Refused("ssl_error", str(err)) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError) as err:
+            raise Refused("connection_error", str(err)) from None
+        except aiohttp.ServerTimeoutError as err:
+            raise Refused("timeout", str(err)) from None
+        except aiohttp.ClientPayloadError as err:
+            raise Refused("broken_response", str(err)) from None
+        except (aiohttp.InvalidURL, ValueError) as err:
+            raise Refused("unparseable_url", str(err)) from None
+        except aiohttp.ClientResponseError as err:
+            raise Refused("bad_response", str(err)) from None
+
+    async def _read(self, resp: aiohttp.ClientResponse, url: str, page: bool) -> Response:
+        kind = media_type(resp.headers)
+        exchange = HttpExchange(
+            url=url, method="GET", request_path=resp.request_info.url.raw_path_qs,
+            request_headers=list(resp.request_info.headers.items()),
+            protocol=f"HTTP/{resp.version.major}.{resp.version.minor}" if resp.version else "HTTP/1.1",
+            status=resp.status, reason=resp.reason or "",
+            response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers],
+            body=b"", peer=_peer(resp),
+        )
+        if not 200 <= resp.status < 300:
+            return Response(exchange, kind, 0)  # redirects and errors: the headers are enough
+        if not page:
+            raw, decoded, _ = await _read_capped(resp, ROBOTS_MAX_BYTES, truncate=True)
+            exchange.body = raw
+            return Response(exchange, kind, decoded)
+        if kind is not None and kind not in self.cfg.content_types:
+            raise Refused("not_html", kind)
+        if resp.content_length is not None and resp.content_length > self.cfg.max_bytes:
+            raise Refused("too_large", f"Content-Length {resp.content_length}")
+        raw, decoded, head = await _read_capped(resp, self.cfg.max_bytes)
+        if kind is None and not looks_like_html(head):
+            raise Refused("not_html", "no Content-Type, and the body is not HTML")
+        exchange.body = raw
+        return Response(exchange, kind, decoded)
+
+    # --- robots.txt ----------------------------------------------------------------------------------
+
+    async def _robots_allow(self, url: str, parts: Any) -> bool:
+        origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1].lower()}"
+        rules = self.robots.get(origin)
+        if rules is None:
+            pending = self.robots_pending.get(origin)
+            if pending is None:  # the first URL of this origin fetches its robots.txt; others wait
+                pending = self.robots_pending[origin] = asyncio.ensure_future(self._load_robots(origin))
+            rules = self.robots[origin] = await asyncio.shield(pending)
+        if rules == "unavailable":
+            raise Refused("robots_unavailable", origin)
+        if isinstance(rules, str) and rules in UNREACHABLE:
+            raise Refused(rules, f"{origin} (fetching robots.txt)")
+        if rules == "allow_all":
+            return True
+        assert isinstance(rules, RobotFileParser)
+        return rules.can_fetch(self.cfg.user_agent, url)
+
+    async def _load_robots(self, origin: str) -> RobotFileParser | str:
+        """RFC 9309: 2xx parsed; 4xx (not 429) allow everything; 5xx, 429, errors: unavailable."""
+        url, host = f"{origin}/robots.txt", urlsplit(origin).hostname or ""
+        for _ in range(self.cfg.max_redirects + 1):
+            try:
+                async with self.gate.slot(host):
+                    response = await self._request(url, page=False)
+            except Refused as refused:
+                # A host that cannot be reached at all: its pages would fail the same way, and
+                # saying why (no such name, refused address, connection refused) helps more.
+                return refused.reason if refused.reason in UNREACHABLE else "unavailable"
+            status = response.exchange.status
+            location = dict((k.lower(), v) for k, v in response.exchange.response_headers).get("location")
+            if status in REDIRECTS and location:
+                url = urljoin(url, location)
+                target = urlsplit(url)
+                literal = ip_literal(target.hostname or "")
+                if literal is not None and not self.policy.allows(literal):
+                    return "unavailable"
+                host = target.hostname or host
+                continue
+            if 200 <= status < 300:
+                return _parse_robots(response.exchange)
+            if 400 <= status < 500 and status != 429:
+                return "allow_all"
+            return "unavailable"
+        return "allow_all"  # RFC 9309: more than five redirects counts as not found
+
+
+def _parse_robots(exchange: HttpExchange) -> RobotFileParser:
+    encoding = dict((k.lower(), v) for k, v in exchange.response_headers).get("content-encoding", "")
+    body = exchange.body
+    decoder = _decoder(encoding.lower().strip()) if encoding else None
+    if decoder is not None:
+        body = decoder.decompress(body, ROBOTS_MAX_BYTES)
+    parser = RobotFileParser()
+    parser.parse(body.decode("utf-8", "replace").splitlines())
+    return parser
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int,
+                       truncate: bool = False) -> tuple[bytes, int, bytes]:
+    """(raw body, decoded size, first decoded bytes); ``too_large`` past ``max_bytes`` either way
+    (or, with ``truncate``, the body cut at ``max_bytes``).
+
+    A gzip bomb stops at the cap: at most ``max_bytes + 1`` bytes are ever decompressed, and
+    decompressed bytes are counted, not kept (the WARC stores the entity as it came).
+    """
+    encoding = resp.headers.get("Content-Encoding", "").lower().strip()
+    decoder = _decoder(encoding)
+    raw = bytearray()
+    head = b""
+    decoded = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        raw += chunk
+        if len(raw) > max_bytes:
+            if truncate:
+                return bytes(raw[:max_bytes]), decoded, head
+            raise Refused("too_large", f"more than {max_bytes} bytes")
+        if decoder is None:
+            piece = chunk
+        else:
+            try:
+                piece = decoder.decompress(chunk, max_bytes + 1 - decoded)
+            except zlib.error as err:
+                raise Refused("decode_error", str(err)) from None
+        decoded += len(piece)
+        if len(head) < SNIFF_BYTES:
+            head += piece[:SNIFF_BYTES - len(head)]
+        if decoded > max_bytes or (decoder is not None and decoder.unconsumed_tail):
+            if truncate:
+                return bytes(raw), decoded, head
+            raise Refused("too_large", f"more than {max_bytes} bytes decompressed")
+    return bytes(raw), decoded, head
+
+
+def _peer(resp: aiohttp.ClientResponse) -> str | None:
+    connection = resp.connection
+    if connection is None or connection.transport is None:
+        return None
+    peer = connection.transport.get_extra_info("peername")
+    return str(peer[0]) if peer else None
+
+
+async def host_groups(urls: Iterable[tuple[int, str]]) -> AsyncIterator[list[tuple[int, str]]]:
+    """Group (ord, url) pairs by host, keeping the first-seen order of hosts and of URLs."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for ord_, url in urls:
+        host = (urlsplit(url).hostname or "").lower()
+        groups.setdefault(host, []).append((ord_, url))
+    for group in groups.values():
+        yield group

@@ -1,0 +1,211 @@
+"""The fetch stage: one task per links partition, so one task owns every URL of its hosts.
+
+Outputs: ``fetch/warc/NNNNN_KKK.warc.gz`` (response and request records, redirect hops included)
+and ``fetch/index/NNNNN.parquet`` (one row per input URL: its outcome and WARC pointer).
+
+A task survives being killed: outcomes go to a journal (``fetch/_state/journal/NNNNN.jsonl``)
+in batches, each batch only after the WARC records it points to were flushed. A rerun reads the
+journal, cuts every WARC file back to the end of the last record the journal accounts for (so no
+truncated or unaccounted record stays behind), and fetches only the URLs the journal lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import FetchConfig
+from pipeline.fetch.crawler import Crawler, Outcome
+from pipeline.fetch.warc import WarcFiles, cut_back
+from pipeline.paths import StagePaths
+from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
+
+INDEX_SCHEMA = pa.schema([
+    ("ord", pa.int64()), ("url", pa.string()), ("final_url", pa.string()), ("status", pa.int32()),
+    ("content_type", pa.string()), ("bytes", pa.int64()), ("reason", pa.string()),
+    ("redirects", pa.list_(pa.string())), ("attempts", pa.int32()), ("warc_file", pa.string()),
+    ("warc_offset", pa.int64()), ("warc_length", pa.int64()), ("warc_end", pa.int64()),
+    ("fetched_at", pa.float64()), ("elapsed_s", pa.float64()),
+])
+
+
+class Journal:
+    """Outcomes of a task so far, written in batches after the WARC records they point to."""
+
+    def __init__(self, path: Path, warc: WarcFiles, flush_every: int) -> None:
+        self.path, self.warc, self.flush_every = path, warc, flush_every
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "ab")
+        self.pending: list[bytes] = []
+
+    def add(self, outcome: Outcome) -> None:
+        self.pending.append(orjson.dumps(outcome.row()) + b"\n")
+        if len(self.pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """WARC first, then the journal lines: a line on disk never points past the WARC on disk."""
+        if not self.pending:
+            return
+        self.warc.flush()
+        self.file.write(b"".join(self.pending))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+
+def read_journal(path: Path) -> dict[int, dict[str, Any]]:
+    """The outcomes a journal holds, by input position; a line cut by a kill is ignored."""
+    rows: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return rows
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # empty, or the last line, cut short
+        rows[row["ord"]] = row
+    return rows
+
+
+class FetchStage(Stage):
+    name = "fetch"
+    resumes_within_task = True
+
+    @property
+    def conf(self) -> FetchConfig:
+        return self.cfg.fetch
+
+    @property
+    def links(self) -> StagePaths:
+        return StagePaths(self.workdir, "links")
+
+    @property
+    def num_tasks(self) -> int:
+        return self.cfg.links.partitions
+
+    def stage_config(self) -> FetchConfig:
+        return self.conf
+
+    def check_inputs(self) -> None:
+        if not self.links.meta.exists():
+            raise StageError(f"fetch: no links in {self.links.root}; run the links stage first")
+        require_complete(self.links)
+        made = read_json(self.links.meta)["tasks"]
+        if made != self.num_tasks:
+            raise StageError(f"fetch: {self.links.root} has {made} partitions but links.partitions="
+                             f"{self.num_tasks}; use the value the links were made with")
+
+    def journal_path(self, index: int) -> Path:
+        return self.paths.state / "journal" / f"{index:05d}.jsonl"
+
+    def run_task(self, ctx: TaskContext) -> None:
+        journal_path = self.journal_path(ctx.index)
+        done = self._resume(ctx, journal_path)
+        warc = WarcFiles(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes)
+        journal = Journal(journal_path, warc, self.conf.flush_every)
+        progress = _Progress(ctx, len(done))
+        urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet", columns=["url", "host"])
+        todo = [(i, u, h) for i, (u, h) in enumerate(zip(urls.column("url").to_pylist(),
+                                                          urls.column("host").to_pylist(), strict=True))
+                if i not in done]
+        ctx.logger.info("%d URLs, %d already fetched, %d to go", urls.num_rows, len(done), len(todo))
+
+        def on_outcome(outcome: Outcome) -> None:
+            journal.add(outcome)
+            progress.update(outcome)
+
+        async def crawl() -> None:
+            async with Crawler(self.conf, warc, on_outcome) as crawler:
+                await crawler.crawl(_by_host(todo))
+
+        try:
+            asyncio.run(crawl())
+        finally:
+            journal.close()
+            warc.close()
+        self._write_index(ctx, read_journal(journal_path), urls.num_rows)
+        journal_path.unlink()
+
+    def _resume(self, ctx: TaskContext, journal_path: Path) -> dict[int, dict[str, Any]]:
+        """The outcomes of a killed attempt, its WARC files cut back to match; or a fresh start."""
+        done = read_journal(journal_path)
+        if not done:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+            ctx.tmp.mkdir(parents=True)
+            journal_path.unlink(missing_ok=True)
+            return done
+        folder = ctx.tmp / "warc"
+        sizes = {p.name: p.stat().st_size for p in folder.glob("*.warc.gz")} if folder.is_dir() else {}
+        # A line pointing past its file's end (cannot happen when flushes kept their order) is
+        # dropped and its URL fetched again, rather than trusted.
+        done = {k: r for k, r in done.items()
+                if r["warc_file"] is None or r["warc_end"] <= sizes.get(r["warc_file"], -1)}
+        ends: dict[str, int] = {}
+        for row in done.values():
+            if row["warc_file"] is not None:
+                ends[row["warc_file"]] = max(ends.get(row["warc_file"], 0), row["warc_end"])
+        cut_back(folder, f"{ctx.index:05d}", ends)
+        ctx.logger.info("resuming: %d outcomes journaled; WARC files cut back to %s", len(done), ends)
+        return done
+
+    def _write_index(self, ctx: TaskContext, rows: dict[int, dict[str, Any]], expected: int) -> None:
+        if sorted(rows) != list(range(expected)):
+            raise StageError(f"fetch task {ctx.index}: {expected} URLs in, {len(rows)} outcomes out")
+        ordered = [rows[i] for i in range(expected)]
+        pq.write_table(pa.Table.from_pylist(ordered, schema=INDEX_SCHEMA),
+                       ctx.output(f"index/{ctx.index:05d}.parquet"), compression="zstd")
+        for row in ordered:
+            ctx.count(row["reason"] or "kept")
+            ctx.add("bytes", row["bytes"])
+            ctx.add("redirects", len(row["redirects"]))
+        for path in sorted((ctx.tmp / "warc").glob("*.warc.gz")):  # committed as warc/<name>
+            ctx.add("warc_bytes", path.stat().st_size)
+
+
+async def _by_host(todo: list[tuple[int, str, str]]) -> AsyncIterator[list[tuple[int, str]]]:
+    """The URLs to fetch, a host at a time (links are sorted by host)."""
+    group: list[tuple[int, str]] = []
+    host = None
+    for ord_, url, url_host in todo:
+        if group and url_host != host:
+            yield group
+            group = []
+        host = url_host
+        group.append((ord_, url))
+    if group:
+        yield group
+
+
+class _Progress:
+    """Logs pages/s, bytes and errors every 10 seconds."""
+
+    def __init__(self, ctx: TaskContext, already: int) -> None:
+        self.ctx, self.start, self.last = ctx, time.monotonic(), time.monotonic()
+        self.done, self.kept, self.bytes, self.errors = already, 0, 0, 0
+
+    def update(self, outcome: Outcome) -> None:
+        self.done += 1
+        if outcome.reason is None:
+            self.kept, self.bytes = self.kept + 1, self.bytes + outcome.bytes
+        else:
+            self.errors += 1
+        now = time.monotonic()
+        if now - self.last >= 10:
+            self.last = now
+            rate = (self.kept + self.errors) / (now - self.start)
+            self.ctx.logger.info("%d URLs done (%.1f/s): %d pages, %.1f MB, %d not kept",
+                                 self.done, rate, self.kept, self.bytes / 1e6, self.errors)

@@ -1,0 +1,134 @@
+"""The fetch stage in the pipeline: links partitions -> WARC + index, resumable after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from pipeline.fetch.stage import read_journal
+from tests.conftest import REPO
+from tests.dumps import lines
+
+HOSTS = [f"site{i}.test" for i in range(24)]
+
+
+class SlowPages(BaseHTTPRequestHandler):
+    """Every path is a small HTML page, served after 20 ms; /gone/* is 404; robots allow all."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        time.sleep(0.02)
+        if self.path == "/robots.txt":
+            status, kind, body = 200, "text/plain", b"User-agent: *\nAllow: /\n"
+        elif self.path.startswith("/gone/"):
+            status, kind, body = 404, "text/html", b"<html>gone</html>"
+        else:
+            status, kind = 200, "text/html; charset=utf-8"
+            text = f"{self.headers['Host']}{self.path}"
+            body = f"<!DOCTYPE html><html><body><p>{text}</p></body></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowPages)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def make_dump(folder: Path, port: int, pages: int) -> Path:
+    items = []
+    for i in range(pages):
+        host = HOSTS[i % len(HOSTS)]
+        path = f"/gone/{i}" if i % 17 == 0 else f"/story/{i}"
+        items.append({"id": f"f{i}", "url": f"http://{host}:{port}{path}", "score": 10,
+                      "created_utc": 1400000000 + i, "subreddit": "news"})
+    folder.mkdir(parents=True, exist_ok=True)
+    dump = folder / "RS_fetch.json"
+    dump.write_bytes(lines(items))
+    return dump
+
+
+def command(workdir: Path, dump: Path) -> list[str]:
+    hosts = ",".join(f"'{h}=127.0.0.1'" for h in HOSTS)
+    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links,fetch]",
+            f"source.files=[{dump}]", "links.partitions=3", "executor.workers=3",
+            "fetch.allow_private=true", f"fetch.hosts=[{hosts}]", "fetch.per_host_delay_s=0.02",
+            "fetch.concurrency=8", "fetch.flush_every=5", "fetch.timeout_s=10"]
+
+
+def outcomes(workdir: Path) -> dict[str, tuple]:
+    table = pq.read_table(workdir / "fetch" / "index").to_pylist()
+    return {r["url"]: (r["reason"], r["status"], r["final_url"], r["bytes"]) for r in table}
+
+
+def warc_responses(workdir: Path) -> Counter[str]:
+    """Target URI of every response record, over all WARC files (each must read to its end)."""
+    found: Counter[str] = Counter()
+    for path in sorted((workdir / "fetch" / "warc").glob("*.warc.gz")):
+        with open(path, "rb") as f:
+            for record in ArchiveIterator(f):
+                if record.rec_type == "response":
+                    record.content_stream().read()
+                    found[record.rec_headers.get_header("WARC-Target-URI")] += 1
+    return found
+
+
+@pytest.mark.slow
+def test_sigkill_part_way_then_rerun_fetches_only_the_rest(server, tmp_path):
+    dump = make_dump(tmp_path, server, pages=480)
+    clean = subprocess.run(command(tmp_path / "clean", dump), cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    expected = outcomes(tmp_path / "clean")
+    assert len(expected) == 480
+    assert Counter(r[0] for r in expected.values()) == {None: 480 - 29, "http_404": 29}
+
+    workdir = tmp_path / "killed"
+    journals = workdir / "fetch" / "_state" / "journal"
+    proc = subprocess.Popen(command(workdir, dump), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        journaled = sum(len(read_journal(p)) for p in journals.glob("*.jsonl")) if journals.is_dir() else 0
+        if journaled >= 120:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = {int(p.stem): read_journal(p) for p in journals.glob("*.jsonl")}
+    assert 120 <= sum(map(len, before.values())) < 480, "the kill should land part-way"
+
+    rerun = subprocess.run(command(workdir, dump), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert outcomes(workdir) == expected
+    responses = warc_responses(workdir)
+    kept = {url for url, r in expected.items() if r[0] is None}
+    assert set(responses) == kept and set(responses.values()) == {1}, "no record lost or duplicated"
+    index = pq.read_table(workdir / "fetch" / "index").to_pylist()
+    # What was journaled before the kill was kept as it was, not fetched again.
+    journaled_urls = {r["url"]: r["fetched_at"] for rows in before.values() for r in rows.values()}
+    for row in index:
+        if row["url"] in journaled_urls:
+            assert row["fetched_at"] == journaled_urls[row["url"]]

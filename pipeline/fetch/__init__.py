@@ -12,12 +12,12 @@ from typing import Any
 
 from pipeline.config import FetchConfig
 from pipeline.fetch.crawler import Crawler, Outcome, host_groups
-from pipeline.fetch.warc import WarcFiles
+from pipeline.fetch.warc import WarcWriter
 
 
 def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path) -> list[dict[str, Any]]:
     """Fetch ``urls`` into WARC.gz files in ``out_dir``; one index row per URL, in input order."""
-    warc = WarcFiles(out_dir, "fetch", cfg.warc_max_bytes)
+    warc = WarcWriter(out_dir, "fetch", cfg.warc_max_bytes)
     outcomes: dict[int, Outcome] = {}
 
     async def crawl() -> None:

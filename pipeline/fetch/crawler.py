@@ -25,7 +25,7 @@ import aiohttp
 
 from pipeline.config import FetchConfig
 from pipeline.fetch.guard import AddressPolicy, BlockedAddress, GuardedResolver, ip_literal
-from pipeline.fetch.warc import HttpExchange, WarcFiles
+from pipeline.fetch.warc import HttpExchange, WarcWriter
 
 log = logging.getLogger("webtext.fetch")
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
@@ -116,7 +116,7 @@ def _decoder(encoding: str) -> Any:
 
 
 class Crawler:
-    def __init__(self, cfg: FetchConfig, warc: WarcFiles, on_outcome: Callable[[Outcome], None]) -> None:
+    def __init__(self, cfg: FetchConfig, warc: WarcWriter, on_outcome: Callable[[Outcome], None]) -> None:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
         self.policy = AddressPolicy.from_config(cfg.allow_private, cfg.allowed_networks, cfg.host_overrides())
         self.gate = HostGate(cfg.per_host_delay_s)
@@ -162,11 +162,18 @@ class Crawler:
     async def _worker(self, queue: asyncio.Queue[list[tuple[int, str]] | None]) -> None:
         while (urls := await queue.get()) is not None:
             for ord_, url in urls:
-                self.on_outcome(await self.fetch(ord_, url))
+                outcome, chain = await self.fetch(ord_, url)
+                if outcome.reason is None:
+                    # The writer process returns pointers in submission order, and nothing is
+                    # awaited between the pointer and on_outcome: the journal's order is the WARC's.
+                    pointer = await asyncio.wrap_future(self.warc.submit(chain))
+                    outcome.warc_file, outcome.warc_offset, outcome.warc_length, outcome.warc_end = pointer
+                self.on_outcome(outcome)
 
     # --- one URL -------------------------------------------------------------------------------------
 
-    async def fetch(self, ord_: int, url: str) -> Outcome:
+    async def fetch(self, ord_: int, url: str) -> tuple[Outcome, list[HttpExchange]]:
+        """The outcome of one URL, and the exchanges to record when it is kept."""
         outcome = Outcome(ord=ord_, url=url, fetched_at=time.time())
         started = time.monotonic()
         chain: list[HttpExchange] = []
@@ -180,11 +187,7 @@ class Crawler:
             log.exception("fetching %s failed unexpectedly", url)
             outcome.reason = "fetch_error"
         outcome.elapsed_s = round(time.monotonic() - started, 4)
-        if outcome.reason is None:
-            name, offset, length, end = self.warc.write(chain)
-            outcome.warc_file, outcome.warc_offset, outcome.warc_length = name, offset, length
-            outcome.warc_end = end
-        return outcome
+        return outcome, chain
 
     async def _follow(self, outcome: Outcome, chain: list[HttpExchange]) -> None:
         current, seen = outcome.url, {outcome.url}

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig
 from pipeline.fetch.crawler import Crawler, Outcome
-from pipeline.fetch.warc import WarcFiles, cut_back
+from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 
@@ -41,7 +41,7 @@ INDEX_SCHEMA = pa.schema([
 class Journal:
     """Outcomes of a task so far, written in batches after the WARC records they point to."""
 
-    def __init__(self, path: Path, warc: WarcFiles, flush_every: int) -> None:
+    def __init__(self, path: Path, warc: WarcWriter, flush_every: int) -> None:
         self.path, self.warc, self.flush_every = path, warc, flush_every
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "ab")
@@ -115,7 +115,7 @@ class FetchStage(Stage):
     def run_task(self, ctx: TaskContext) -> None:
         journal_path = self.journal_path(ctx.index)
         done = self._resume(ctx, journal_path)
-        warc = WarcFiles(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes)
+        warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes)
         journal = Journal(journal_path, warc, self.conf.flush_every)
         progress = _Progress(ctx, len(done))
         urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet", columns=["url", "host"])

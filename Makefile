@@ -20,17 +20,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+DEMO_PORT ?= 18080
+
 demo: setup
 	@echo "== webtext demo on the embedded sample, in $(DEMO)/: the stages that exist today"
-	$(PY) -m pipeline.sample $(DEMO)
-	@echo "== links: Reddit submissions -> unique normalized URLs (counts by reason in links/stats.json)"
-	$(PY) -m pipeline workdir=$(DEMO) stages='[links]' source.files='[$(DEMO)/dumps/RS_sample.zst]' links.partitions=2
-	$(PY) -c "import pyarrow.parquet as pq, glob; [print('  ', r['url'], r['subreddits'], r['score_max']) for f in sorted(glob.glob('$(DEMO)/links/part-*.parquet')) for r in pq.read_table(f).to_pylist()]"
-	@echo "== fetch, extract, dedup and publish are not built yet: the sample documents stand in as"
-	@echo "== the corpus ($(DEMO)/corpus/), and the tokenize stage writes llm.c token shards."
-	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=4 tokenize.val_fraction=0.25
-	@ls -l $(DEMO)/tokens/*.bin
+	$(PY) -m pipeline.sample $(DEMO) $(DEMO_PORT)
+	@echo "== links: Reddit submissions -> unique normalized URLs; fetch: the pages, from a demo"
+	@echo "== server on loopback (so the demo turns the address guard off: fetch.allow_private=true)"
+	$(PY) -m pipeline.sample.server $(DEMO_PORT) & server=$$!; trap "kill $$server" EXIT; sleep 1; \
+	$(PY) -m pipeline workdir=$(DEMO) stages='[links,fetch]' source.files='[$(DEMO)/dumps/RS_sample.zst]' \
+	  links.partitions=2 fetch.allow_private=true fetch.hosts="$$(cat $(DEMO)/hosts.txt)" fetch.per_host_delay_s=0.2
 	@$(PY) -c "import json; s = json.load(open('$(DEMO)/links/stats.json')); print('links funnel:', s['submissions'], '-> urls:', s['counts'])"
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/fetch/stats.json')); print('fetch:', s['counts'], s['metrics'])"
+	@ls -l $(DEMO)/fetch/warc
+	@echo "== extract, dedup and publish are not built yet: the sample documents stand in as the"
+	@echo "== corpus ($(DEMO)/corpus/), and the tokenize stage writes llm.c token shards."
+	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=4 tokenize.val_fraction=0.25
 	@$(PY) -c "import json; s = json.load(open('$(DEMO)/tokens/stats.json')); print('tokens:', s['metrics'])"
 
 test: setup

@@ -250,7 +250,8 @@ class TokenizeConfig:
 @dataclass
 class PipelineConfig:
     workdir: str = param("work/pipeline", "root folder; each stage writes <workdir>/<stage>/")
-    stages: list[str] = param(doc="stages to run, in data-flow order", factory=lambda: ["links"])
+    stages: list[str] = param(doc="stages to run, in data-flow order",
+                              factory=lambda: ["links", "fetch"])
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)

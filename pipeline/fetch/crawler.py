@@ -35,11 +35,12 @@ UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error"}
 
 
 class Refused(Exception):
-    """A URL ends here, for ``reason``."""
+    """A URL ends here, for ``reason``; a refused response's status and type are kept for the index."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", status: int | None = None,
+                 content_type: str | None = None, url: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason, self.status, self.content_type, self.url = reason, status, content_type, url
 
 
 @dataclass
@@ -181,6 +182,9 @@ class Crawler:
             await asyncio.wait_for(self._follow(outcome, chain), self.cfg.timeout_s)
         except Refused as refused:
             outcome.reason = refused.reason
+            if refused.status is not None:  # a response came, and was refused
+                outcome.status, outcome.final_url = refused.status, refused.url
+                outcome.content_type = refused.content_type
         except asyncio.TimeoutError:
             outcome.reason = "timeout"
         except Exception:  # a bug or an error nobody foresaw must not stop the other URLs
@@ -261,7 +265,9 @@ class Crawler:
             when = email.utils.parsedate_to_datetime(value) if value.strip() else None
             wait = when.timestamp() - time.time() if when is not None else default
         if wait > self.cfg.max_retry_after_s:
-            raise Refused(f"http_{response.exchange.status}", f"Retry-After {value} too long")
+            status = response.exchange.status
+            raise Refused(f"http_{status}", f"Retry-After {value} too long", status=status,
+                          content_type=response.media_type, url=response.exchange.url)
         return max(wait, 0.0)
 
     async def _request(self, url: str, page: bool) -> Response:
@@ -307,13 +313,17 @@ class Crawler:
             raw, decoded, _ = await _read_capped(resp, ROBOTS_MAX_BYTES, truncate=True)
             exchange.body = raw
             return Response(exchange, kind, decoded)
+        facts = {"status": resp.status, "content_type": kind, "url": url}
         if kind is not None and kind not in self.cfg.content_types:
-            raise Refused("not_html", kind)
+            raise Refused("not_html", kind, **facts)
         if resp.content_length is not None and resp.content_length > self.cfg.max_bytes:
-            raise Refused("too_large", f"Content-Length {resp.content_length}")
-        raw, decoded, head = await _read_capped(resp, self.cfg.max_bytes)
+            raise Refused("too_large", f"Content-Length {resp.content_length}", **facts)
+        try:
+            raw, decoded, head = await _read_capped(resp, self.cfg.max_bytes)
+        except Refused as refused:
+            raise Refused(refused.reason, str(refused), **facts) from None
         if kind is None and not looks_like_html(head):
-            raise Refused("not_html", "no Content-Type, and the body is not HTML")
+            raise Refused("not_html", "no Content-Type, and the body is not HTML", **facts)
         exchange.body = raw
         return Response(exchange, kind, decoded)
 

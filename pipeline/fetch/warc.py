@@ -125,7 +125,7 @@ class WarcFiles:
     def _write_request(self, ex: HttpExchange, response_offset: int) -> None:
         http = StatusAndHeaders(f"{ex.method} {ex.request_path} {ex.protocol}", ex.request_headers,
                                 is_http_request=True)
-        record = self.writer.create_warc_record(ex.url, "request", payload=io.BytesIO(b""),
+        record = self.writer.create_warc_record(ex.url, "request", payload=io.BytesIO(b""), length=0,
                                                 http_headers=http)
         self._write_member(record)
 

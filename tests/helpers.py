@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ from pipeline.config import (
 from pipeline.executor import LocalExecutor
 from pipeline.schema import validate
 from pipeline.tokenize import TokenizeStage, read_shard
+from tests.conftest import REPO
 
 
 def pipeline_config(workdir: Path, workers: int = 2, **tokenize: object) -> PipelineConfig:
@@ -46,3 +52,14 @@ def documents(stream: np.ndarray) -> list[str]:
     cuts = np.flatnonzero(stream == EOT_ID).tolist() + [len(stream)]
     enc = gpt2_encoding()
     return [enc.decode(stream[a + 1:b].tolist()) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def kill_part_way(command: list[str], ready: Callable[[], bool], timeout_s: float = 120) -> None:
+    """Run ``command`` (with its workers) and SIGKILL the whole process group once ``ready()``."""
+    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 from pipeline.fetch.stage import read_journal
 from tests.conftest import REPO
 from tests.dumps import lines
+from tests.helpers import kill_part_way
 
 HOSTS = [f"site{i}.test" for i in range(24)]
 
@@ -107,16 +106,10 @@ def test_sigkill_part_way_then_rerun_fetches_only_the_rest(server, tmp_path):
 
     workdir = tmp_path / "killed"
     journals = workdir / "fetch" / "_state" / "journal"
-    proc = subprocess.Popen(command(workdir, dump), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        journaled = sum(len(read_journal(p)) for p in journals.glob("*.jsonl")) if journals.is_dir() else 0
-        if journaled >= 120:
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    def journaled() -> int:
+        return sum(len(read_journal(p)) for p in journals.glob("*.jsonl")) if journals.is_dir() else 0
+
+    kill_part_way(command(workdir, dump), lambda: journaled() >= 120)
     before = {int(p.stem): read_journal(p) for p in journals.glob("*.jsonl")}
     assert 120 <= sum(map(len, before.values())) < 480, "the kill should land part-way"
 

@@ -378,14 +378,13 @@ def test_truncated_dump_is_counted_and_the_rest_kept(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
-    import signal
     import subprocess
     import sys
-    import time
 
     from pipeline.paths import StagePaths
     from pipeline.runtime import completed_tasks
     from tests.conftest import REPO, stage_outputs
+    from tests.helpers import kill_part_way
 
     rng = random.Random(3)
     for month in range(1, 7):
@@ -402,13 +401,7 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
     assert clean.returncode == 0, clean.stderr
     killed = tmp_path / "killed"
     mapped = StagePaths(killed, "links_map")
-    proc = subprocess.Popen(command(killed), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(completed_tasks(mapped)) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_part_way(command(killed), lambda: len(completed_tasks(mapped)) >= 2)
     assert 2 <= len(completed_tasks(mapped)) < 6
     rerun = subprocess.run(command(killed), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -20,7 +20,7 @@ from pipeline.paths import StagePaths
 from pipeline.runtime import StageError, _ranges, completed_tasks
 from pipeline.tokenize import TokenizeStage
 from tests.conftest import REPO, make_corpus, stage_outputs
-from tests.helpers import pipeline_config, run_tokenize
+from tests.helpers import kill_part_way, pipeline_config, run_tokenize
 
 
 def task_starts(paths: StagePaths, task: int) -> int:
@@ -105,13 +105,7 @@ def test_sigkill_part_way_then_rerun_resumes(tmp_path):
 
     workdir = tmp_path / "killed"
     paths = StagePaths(workdir, "tokenize")
-    proc = subprocess.Popen(pipeline_cmd(workdir), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(completed_tasks(paths)) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
-    proc.wait(timeout=30)
+    kill_part_way(pipeline_cmd(workdir), lambda: len(completed_tasks(paths)) >= 2)
     finished = completed_tasks(paths)
     assert 2 <= len(finished) < 8, f"the kill should land part-way, {len(finished)} tasks done"
     before = {t: paths.done(t).read_bytes() for t in finished}

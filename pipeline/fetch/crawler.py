@@ -165,7 +165,7 @@ class Crawler:
             for ord_, url in urls:
                 outcome, chain = await self.fetch(ord_, url)
                 if outcome.reason is None:
-                    # The writer process returns pointers in submission order, and nothing is
+                    # The writer thread returns pointers in submission order, and nothing is
                     # awaited between the pointer and on_outcome: the journal's order is the WARC's.
                     pointer = await asyncio.wrap_future(self.warc.submit(chain))
                     outcome.warc_file, outcome.warc_offset, outcome.warc_length, outcome.warc_end = pointer
@@ -199,7 +199,7 @@ class Crawler:
             response = await self._request_allowed(current, outcome)
             exchange = response.exchange
             outcome.final_url, outcome.status = current, exchange.status
-            location = dict((k.lower(), v) for k, v in exchange.response_headers).get("location")
+            location = exchange.header("location")
             if exchange.status in REDIRECTS and location:
                 chain.append(exchange)
                 current = urljoin(current, location.strip()).split("#")[0]
@@ -256,7 +256,7 @@ class Crawler:
 
     def _retry_after(self, response: Response, default: float) -> float:
         """Seconds to wait before retrying: Retry-After when given (capped), else ``default``."""
-        value = dict((k.lower(), v) for k, v in response.exchange.response_headers).get("retry-after")
+        value = response.exchange.header("retry-after")
         if value is None:
             return default
         try:
@@ -358,7 +358,7 @@ class Crawler:
                 # saying why (no such name, refused address, connection refused) helps more.
                 return refused.reason if refused.reason in UNREACHABLE else "unavailable"
             status = response.exchange.status
-            location = dict((k.lower(), v) for k, v in response.exchange.response_headers).get("location")
+            location = response.exchange.header("location")
             if status in REDIRECTS and location:
                 url = urljoin(url, location)
                 target = urlsplit(url)
@@ -376,7 +376,7 @@ class Crawler:
 
 
 def _parse_robots(exchange: HttpExchange) -> RobotFileParser:
-    encoding = dict((k.lower(), v) for k, v in exchange.response_headers).get("content-encoding", "")
+    encoding = exchange.header("content-encoding") or ""
     body = exchange.body
     decoder = _decoder(encoding.lower().strip()) if encoding else None
     if decoder is not None:

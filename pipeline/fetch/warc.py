@@ -46,6 +46,11 @@ class HttpExchange:
     body: bytes  # the entity as received: still content-encoded (gzip, ...)
     peer: str | None = None
 
+    def header(self, name: str) -> str | None:
+        """The first response header called ``name`` (any case), or None."""
+        name = name.lower()
+        return next((v for k, v in self.response_headers if k.lower() == name), None)
+
 
 class WarcFiles:
     """Appends exchanges to ``<folder>/<prefix>_NNN.warc.gz``, starting a new file past ``max_bytes``."""

@@ -202,6 +202,8 @@ class FetchConfig:
         factory=list,
     )
     warc_max_bytes: int = param(1 << 30, "rotate a task's WARC file past this size", ge=1)
+    warc_writers: int = param(2, "threads writing WARC files of a task (gzip and digests in parallel)",
+                              ge=1)
     flush_every: int = param(64, "outcomes between flushes of the index journal", ge=1)
 
     def check(self) -> None:

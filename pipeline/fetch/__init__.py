@@ -17,7 +17,7 @@ from pipeline.fetch.warc import WarcWriter
 
 def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path) -> list[dict[str, Any]]:
     """Fetch ``urls`` into WARC.gz files in ``out_dir``; one index row per URL, in input order."""
-    warc = WarcWriter(out_dir, "fetch", cfg.warc_max_bytes)
+    warc = WarcWriter(out_dir, "fetch", cfg.warc_max_bytes, cfg.warc_writers)
     outcomes: dict[int, Outcome] = {}
 
     async def crawl() -> None:

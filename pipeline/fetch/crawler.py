@@ -399,7 +399,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int,
     raw = bytearray()
     head = b""
     decoded = 0
-    async for chunk in resp.content.iter_chunked(1 << 16):
+    async for chunk in resp.content.iter_any():  # whatever has arrived: the fewest Python steps
         raw += chunk
         if len(raw) > max_bytes:
             if truncate:

@@ -115,7 +115,8 @@ class FetchStage(Stage):
     def run_task(self, ctx: TaskContext) -> None:
         journal_path = self.journal_path(ctx.index)
         done = self._resume(ctx, journal_path)
-        warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes)
+        warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes,
+                          self.conf.warc_writers)
         journal = Journal(journal_path, warc, self.conf.flush_every)
         progress = _Progress(ctx, len(done))
         urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet", columns=["url", "host"])

@@ -1,6 +1,6 @@
 """Fetch throughput: our crawler beside trafilatura's fetch_url pool and a bare aiohttp loop.
 
-    python bench/fetch.py [--hosts 64] [--pages 1536] [--latency-ms 20] [--concurrency 256]
+    python bench/fetch.py [--hosts 256] [--pages 6144] [--latency-ms 20] [--concurrency 256]
 
 A server process (aiohttp, bound to 0.0.0.0, so every 127.x.y.z address reaches it) serves
 realistic article pages of 50-300 KB after an injected latency; URLs are spread over many distinct
@@ -116,8 +116,8 @@ def bare_loop(urls: list[str], concurrency: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hosts", type=int, default=64)
-    parser.add_argument("--pages", type=int, default=1536)
+    parser.add_argument("--hosts", type=int, default=256)
+    parser.add_argument("--pages", type=int, default=6144)
     parser.add_argument("--latency-ms", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--port", type=int, default=18731)

@@ -143,3 +143,28 @@ def test_links_map_reduce_on_slurm_equals_local(tmp_path):
         assert outputs and stage_outputs(StagePaths(tmp_path / "slurm", stage).root) == outputs
     reduce_scripts = list(StagePaths(tmp_path / "slurm", "links").slurm_logs.glob("*/*_submission.sh"))
     assert "#SBATCH --dependency=afterok:" in reduce_scripts[0].read_text()
+
+
+def test_plain_sbatch_script_runs_the_pipeline(tmp_path):
+    import subprocess
+    import time
+
+    from tests.conftest import REPO
+
+    make_corpus(tmp_path / "corpus", docs=60, row_group_size=10, seed=8)
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--cpus-per-task=2", "--mem=1G", f"--output={tmp_path}/job-%j.out",
+         "slurm/pipeline.sbatch", f"workdir={tmp_path}", "stages=[tokenize]", "tokenize.tasks=3"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True)
+        if not queued.stdout.strip():
+            break
+        time.sleep(0.5)
+    log = (tmp_path / f"job-{job}.out").read_text()
+    assert "tokenize: done" in log, log
+    assert json.loads((tmp_path / "tokens" / "stats.json").read_text())["counts"]["kept"] > 50

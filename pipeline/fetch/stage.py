@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from pipeline.config import FetchConfig
 from pipeline.fetch.crawler import Crawler, Outcome
@@ -118,12 +119,12 @@ class FetchStage(Stage):
         warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes,
                           self.conf.warc_writers)
         journal = Journal(journal_path, warc, self.conf.flush_every)
-        progress = _Progress(ctx, len(done))
         urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet", columns=["url", "host"])
         todo = [(i, u, h) for i, (u, h) in enumerate(zip(urls.column("url").to_pylist(),
                                                           urls.column("host").to_pylist(), strict=True))
                 if i not in done]
         ctx.logger.info("%d URLs, %d already fetched, %d to go", urls.num_rows, len(done), len(todo))
+        progress = _Progress(ctx, len(done), urls.num_rows)
 
         def on_outcome(outcome: Outcome) -> None:
             journal.add(outcome)
@@ -138,6 +139,7 @@ class FetchStage(Stage):
         finally:
             journal.close()
             warc.close()
+            progress.close()
         self._write_index(ctx, read_journal(journal_path), urls.num_rows)
         journal_path.unlink()
 
@@ -192,11 +194,13 @@ async def _by_host(todo: list[tuple[int, str, str]]) -> AsyncIterator[list[tuple
 
 
 class _Progress:
-    """Logs pages/s, bytes and errors every 10 seconds."""
+    """A progress bar on a terminal (URLs, pages/s, MB, errors); in logs, a line every 10 seconds."""
 
-    def __init__(self, ctx: TaskContext, already: int) -> None:
+    def __init__(self, ctx: TaskContext, already: int, total: int) -> None:
         self.ctx, self.start, self.last = ctx, time.monotonic(), time.monotonic()
         self.done, self.kept, self.bytes, self.errors = already, 0, 0, 0
+        self.bar = tqdm(total=total, initial=already, desc=f"fetch {ctx.index:05d}", unit="url",
+                        disable=None, leave=False, mininterval=0.5)
 
     def update(self, outcome: Outcome) -> None:
         self.done += 1
@@ -204,9 +208,14 @@ class _Progress:
             self.kept, self.bytes = self.kept + 1, self.bytes + outcome.bytes
         else:
             self.errors += 1
+        self.bar.update()
         now = time.monotonic()
         if now - self.last >= 10:
             self.last = now
             rate = (self.kept + self.errors) / (now - self.start)
+            self.bar.set_postfix(pages=self.kept, MB=round(self.bytes / 1e6, 1), errors=self.errors)
             self.ctx.logger.info("%d URLs done (%.1f/s): %d pages, %.1f MB, %d not kept",
                                  self.done, rate, self.kept, self.bytes / 1e6, self.errors)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -230,6 +230,27 @@ class FetchConfig:
 
 
 @dataclass
+class ExtractConfig:
+    """WARC responses -> documents: main text with trafilatura, language and quality filters."""
+
+    favor_precision: bool = param(False, "trafilatura's favor_precision: less boilerplate, less text")
+    include_comments: bool = param(False, "keep comment sections (off for bulk extraction)")
+    include_tables: bool = param(False, "keep the text of tables")
+    timeout_s: float = param(5.0, "a page whose extraction takes longer is abandoned (extract_timeout)",
+                             gt=0)
+    recycle_docs: int = param(500, "restart an extraction worker after this many pages (frees caches)",
+                              ge=1)
+    min_chars: int = param(200, "drop extractions shorter than this (too_short)", ge=0)
+    min_tokens: int = param(128, "drop documents with fewer GPT-2 tokens (OpenWebText's rule)", ge=0)
+    languages: list[str] | None = param(doc="ISO 639-1 codes kept; empty or null keeps every language",
+                                        factory=lambda: ["en"])
+    min_lang_score: float = param(0.5, "least language-ID probability to accept its language",
+                                  ge=0, le=1)
+    quality: str = param("off", "extra quality rules: off, or gopher (repetition, symbols, ...)",
+                         choices=("off", "gopher"))
+
+
+@dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
 
@@ -258,6 +279,7 @@ class PipelineConfig:
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)
     fetch: FetchConfig = param(doc="the fetch stage", factory=FetchConfig)
+    extract: ExtractConfig = param(doc="the extract stage", factory=ExtractConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -1,0 +1,1 @@
+"""The extract stage: WARC responses -> documents (main text, metadata, filters)."""

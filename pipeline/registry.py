@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.extract.stage import ExtractStage
 from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
 from pipeline.runtime import Stage
@@ -10,6 +11,7 @@ from pipeline.tokenize import TokenizeStage
 STAGES: dict[str, tuple[type[Stage], ...]] = {
     "links": (LinksMapStage, LinksReduceStage),
     "fetch": (FetchStage,),
+    "extract": (ExtractStage,),
     "tokenize": (TokenizeStage,),
 }
 

@@ -1,0 +1,161 @@
+"""The extract stage in the pipeline: links -> fetch -> extract on pages served on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import ExtractConfig
+from pipeline.extract.stage import charset_of, doc_id
+from pipeline.extract.worker import IsolatedExtractor
+from pipeline.paths import StagePaths
+from pipeline.runtime import completed_tasks
+from pipeline.sample import documents
+from pipeline.sample.server import article_page
+from tests.conftest import REPO, stage_outputs
+from tests.dumps import lines
+from tests.helpers import kill_part_way
+
+GERMAN = (
+    "Die Stadtbibliothek verleiht seit diesem Frühjahr nicht nur Bücher, sondern auch Saatgut. "
+    "Wer Tomaten, Bohnen oder Kräuter anbauen möchte, kann sich bis zu fünf Tütchen ausleihen und "
+    "bringt im Herbst einen Teil der eigenen Ernte als Samen zurück. Die Idee stammt von einer "
+    "Bibliothekarin, die auf einem Bauernhof aufgewachsen ist und bemerkt hat, dass viele alte Sorten "
+    "aus den Gartencentern verschwunden sind. Ehrenamtliche sortieren die zurückgegebenen Samen im "
+    "Keller, beschriften sie und prüfen vor der nächsten Saison, ob sie noch keimen. Im ersten Jahr "
+    "wurden fast neunhundert Tütchen verliehen, und etwa ein Drittel kam zurück. "
+) * 3
+
+
+def spinning_page() -> bytes:
+    """A 6 MB table: trafilatura needs over ten seconds for it (measured), far past the deadline."""
+    row = "<tr>" + "".join(f"<td>cell {i}</td>" for i in range(20)) + "</tr>"
+    return f"<html><body><p>Totals</p><table>{row * 20000}</table></body></html>".encode()
+
+
+def site() -> dict[str, tuple[str, bytes]]:
+    pages = {f"/doc/{i}": ("text/html; charset=utf-8", article_page(d)) for i, d in enumerate(documents())}
+    german = {"title": "Saatgut aus der Bibliothek", "domain": "x", "text": GERMAN}
+    pages["/german"] = ("text/html; charset=utf-8", article_page(german))
+    short = {"title": "Short", "domain": "x", "text": "A short note. Nothing more to say."}
+    pages["/short"] = ("text/html; charset=utf-8", article_page(short))
+    pages["/spin"] = ("text/html", spinning_page())
+    pages["/robots.txt"] = ("text/plain", b"User-agent: *\nAllow: /\n")
+    return pages
+
+
+@pytest.fixture(scope="module")
+def server():
+    pages = site()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            kind, body = pages.get(self.path, ("text/html", b"<html>missing</html>"))
+            self.send_response(200 if self.path in pages else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], pages
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def command(workdir: Path, dump: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links,fetch,extract]",
+            f"source.files=[{dump}]", "links.partitions=2", "executor.workers=1",
+            "fetch.allow_private=true", "fetch.hosts=['a.test=127.0.0.1','b.test=127.0.0.1']",
+            "fetch.per_host_delay_s=0", "fetch.max_bytes=16000000", "extract.timeout_s=1"]
+
+
+def make_dump(folder: Path, port: int, pages: dict) -> Path:
+    paths = sorted(p for p in pages if p != "/robots.txt")
+    items = [{"id": f"e{i}", "url": f"http://{'ab'[i % 2]}.test:{port}{path}", "score": 5 + i,
+              "created_utc": 1400000000 + i, "subreddit": "news"} for i, path in enumerate(paths)]
+    folder.mkdir(parents=True, exist_ok=True)
+    dump = folder / "RS_extract.json"
+    dump.write_bytes(lines(items))
+    return dump
+
+
+def test_charset_of():
+    assert charset_of("text/html; charset=ISO-8859-1") == "ISO-8859-1"
+    assert charset_of('text/html;charset="utf-8"') == "utf-8"
+    assert charset_of("text/html") is None and charset_of(None) is None
+
+
+@pytest.mark.slow
+def test_links_fetch_extract_end_to_end(server, tmp_path):
+    port, pages = server
+    dump = make_dump(tmp_path, port, pages)
+    run = subprocess.run(command(tmp_path / "w", dump), cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    stats = json.loads((tmp_path / "w" / "docs" / "stats.json").read_text())
+    assert stats["counts"] == {"kept": len(documents()), "language": 1, "too_short": 1,
+                               "extract_timeout": 1}
+    docs = pq.read_table(sorted((tmp_path / "w" / "docs").glob("part-*.parquet"))).to_pylist()
+    assert len(docs) == len(documents())
+    for doc in docs:
+        assert doc["id"] == doc_id(doc["url"]) and doc["lang"] == "en" and doc["n_tokens"] >= 128
+        assert doc["subreddits"] == ["news"] and doc["score"] >= 5 and doc["created_utc"] >= 1400000000
+        assert doc["domain"] in ("a.test", "b.test") and doc["warc_file"].endswith(".warc.gz")
+    texts = {d["text"] for d in docs}
+    for sample in documents():  # the article survives, the page's boilerplate does not
+        first = sample["text"].split("\n\n")[0]
+        assert any(first in text for text in texts)
+    assert not any("We use cookies" in text or "Most read this week" in text for text in texts)
+
+
+def test_a_spinning_page_is_abandoned_and_the_worker_replaced():
+    cfg = ExtractConfig(timeout_s=1, min_tokens=0, min_chars=0)
+    page = article_page(documents()[0])
+    with IsolatedExtractor(cfg) as extract:
+        assert isinstance(extract(page, "http://a.test/1", "utf-8"), dict)
+        assert extract(spinning_page(), "http://a.test/spin", None) == "extract_timeout"
+        assert isinstance(extract(page, "http://a.test/2", "utf-8"), dict)
+        assert extract.restarts == 1
+
+
+def test_workers_are_recycled():
+    cfg = ExtractConfig(recycle_docs=2, min_tokens=0, min_chars=0)
+    page = article_page(documents()[1])
+    with IsolatedExtractor(cfg) as extract:
+        pids = []
+        for i in range(5):
+            assert isinstance(extract(page, f"http://a.test/{i}", "utf-8"), dict)
+            pids.append(extract.process.pid)
+    assert len(set(pids)) == 3  # 2 pages per process
+
+
+@pytest.mark.slow
+def test_sigkill_part_way_then_rerun_gives_identical_docs(server, tmp_path):
+    port, pages = server
+    dump = make_dump(tmp_path, port, pages)
+    clean = subprocess.run(command(tmp_path / "clean", dump), cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    killed = tmp_path / "killed"  # the same links and fetch outputs; extract killed and rerun
+    for folder in ("links", "fetch"):
+        shutil.copytree(tmp_path / "clean" / folder, killed / folder)
+    docs = StagePaths(killed, "extract")
+    extract_only = [*command(killed, dump), "stages=[extract]"]
+    kill_part_way(extract_only, lambda: len(completed_tasks(docs)) >= 1)
+    assert len(completed_tasks(docs)) < 2, "the kill should land during extract"
+    rerun = subprocess.run(extract_only, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stage_outputs(docs.root) == stage_outputs(StagePaths(tmp_path / "clean", "extract").root)

@@ -17,12 +17,17 @@ from typing import Any
 from pipeline.config import ExtractConfig
 
 log = logging.getLogger("webtext.extract")
+START_TIMEOUT_S = 120
 
 
 def _serve(conn: Connection, cfg: ExtractConfig) -> None:
     """The child's loop: (body, url, charset) in, a document dict or a reason out."""
-    from pipeline.extract.core import document_or_reason
+    from model.tokenizer import gpt2_encoding
+    from pipeline.extract.core import document_or_reason, language
 
+    gpt2_encoding()
+    language("warm up")  # loads the model, so that no page's deadline pays for it
+    conn.send("ready")
     while True:
         try:
             request = conn.recv()
@@ -55,6 +60,10 @@ class IsolatedExtractor:
         self.process.start()
         child.close()
         self.conn, self.served = parent, 0
+        # Start-up (imports, models) must not count against the first page's deadline.
+        if not parent.poll(START_TIMEOUT_S) or parent.recv() != "ready":
+            self._stop(kill=True)
+            raise RuntimeError(f"the extraction process did not start within {START_TIMEOUT_S} s")
 
     def _stop(self, kill: bool = False) -> None:
         if self.process is None:

@@ -25,17 +25,17 @@ DEMO_PORT ?= 18080
 demo: setup
 	@echo "== webtext demo on the embedded sample, in $(DEMO)/: the stages that exist today"
 	$(PY) -m pipeline.sample $(DEMO) $(DEMO_PORT)
-	@echo "== links: Reddit submissions -> unique normalized URLs; fetch: the pages, from a demo"
-	@echo "== server on loopback (so the demo turns the address guard off: fetch.allow_private=true)"
+	@echo "== links: Reddit submissions -> URLs; fetch: the pages, from a demo server on loopback (so the"
+	@echo "== demo turns the address guard off: fetch.allow_private=true); extract: their main text"
 	$(PY) -m pipeline.sample.server $(DEMO_PORT) & server=$$!; trap "kill $$server" EXIT; sleep 1; \
-	$(PY) -m pipeline workdir=$(DEMO) stages='[links,fetch]' source.files='[$(DEMO)/dumps/RS_sample.zst]' \
+	$(PY) -m pipeline workdir=$(DEMO) stages='[links,fetch,extract]' source.files='[$(DEMO)/dumps/RS_sample.zst]' \
 	  links.partitions=2 fetch.allow_private=true fetch.hosts="$$(cat $(DEMO)/hosts.txt)" fetch.per_host_delay_s=0.2
 	@$(PY) -c "import json; s = json.load(open('$(DEMO)/links/stats.json')); print('links funnel:', s['submissions'], '-> urls:', s['counts'])"
 	@$(PY) -c "import json; s = json.load(open('$(DEMO)/fetch/stats.json')); print('fetch:', s['counts'], s['metrics'])"
-	@ls -l $(DEMO)/fetch/warc
-	@echo "== extract, dedup and publish are not built yet: the sample documents stand in as the"
-	@echo "== corpus ($(DEMO)/corpus/), and the tokenize stage writes llm.c token shards."
-	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=4 tokenize.val_fraction=0.25
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/docs/stats.json')); print('extract:', s['counts'], s['metrics'])"
+	@echo "== dedup and publish are not built yet: the tokenize stage reads the extracted documents."
+	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=2 tokenize.val_fraction=0.25 \
+	  tokenize.input='docs/part-*.parquet'
 	@$(PY) -c "import json; s = json.load(open('$(DEMO)/tokens/stats.json')); print('tokens:', s['metrics'])"
 
 test: setup

@@ -274,7 +274,7 @@ class TokenizeConfig:
 class PipelineConfig:
     workdir: str = param("work/pipeline", "root folder; each stage writes <workdir>/<stage>/")
     stages: list[str] = param(doc="stages to run, in data-flow order",
-                              factory=lambda: ["links", "fetch"])
+                              factory=lambda: ["links", "fetch", "extract"])
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)

@@ -57,7 +57,13 @@ def decode_html(body: bytes, http_charset: str | None = None) -> tuple[str, str]
         text = body.decode("utf-8")
         return text, "utf-8"  # valid UTF-8 is almost never anything else
     except UnicodeDecodeError:
-        pass
+        text = body.decode("utf-8", "replace")
+    # UTF-8 with a few stray bytes (a cut multibyte character, one cp1252 apostrophe) is still
+    # UTF-8; a legacy page mislabelled UTF-8 has almost every non-ASCII byte invalid.
+    invalid = text.count("\ufffd")
+    valid_multibyte = sum(1 for c in text if ord(c) > 127) - invalid
+    if valid_multibyte > 0 and invalid <= max(2, valid_multibyte // 20):
+        return text, "utf-8"
     for name in declared:
         if name and name not in ("utf-8",):
             try:

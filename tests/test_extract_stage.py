@@ -6,8 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,7 +20,7 @@ from pipeline.sample import documents
 from pipeline.sample.server import article_page
 from tests.conftest import REPO, stage_outputs
 from tests.dumps import lines
-from tests.helpers import kill_part_way
+from tests.helpers import kill_part_way, loopback_site
 
 GERMAN = (
     "Die Stadtbibliothek verleiht seit diesem Frühjahr nicht nur Bücher, sondern auch Saatgut. "
@@ -56,23 +54,12 @@ def site() -> dict[str, tuple[str, bytes]]:
 def server():
     pages = site()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            kind, body = pages.get(self.path, ("text/html", b"<html>missing</html>"))
-            self.send_response(200 if self.path in pages else 404)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str, host: str) -> tuple[int, str, bytes]:
+        kind, body = pages.get(path, ("text/html", b"<html>missing</html>"))
+        return (200 if path in pages else 404), kind, body
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1], pages
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_site(respond) as port:
+        yield port, pages
 
 
 def command(workdir: Path, dump: Path) -> list[str]:

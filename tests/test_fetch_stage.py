@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,43 +15,26 @@ from warcio.archiveiterator import ArchiveIterator
 from pipeline.fetch.stage import read_journal
 from tests.conftest import REPO
 from tests.dumps import lines
-from tests.helpers import kill_part_way
+from tests.helpers import kill_part_way, loopback_site
 
 HOSTS = [f"site{i}.test" for i in range(24)]
 
 
-class SlowPages(BaseHTTPRequestHandler):
+def slow_pages(path: str, host: str) -> tuple[int, str, bytes]:
     """Every path is a small HTML page, served after 20 ms; /gone/* is 404; robots allow all."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        time.sleep(0.02)
-        if self.path == "/robots.txt":
-            status, kind, body = 200, "text/plain", b"User-agent: *\nAllow: /\n"
-        elif self.path.startswith("/gone/"):
-            status, kind, body = 404, "text/html", b"<html>gone</html>"
-        else:
-            status, kind = 200, "text/html; charset=utf-8"
-            text = f"{self.headers['Host']}{self.path}"
-            body = f"<!DOCTYPE html><html><body><p>{text}</p></body></html>".encode()
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    time.sleep(0.02)
+    if path == "/robots.txt":
+        return 200, "text/plain", b"User-agent: *\nAllow: /\n"
+    if path.startswith("/gone/"):
+        return 404, "text/html", b"<html>gone</html>"
+    page = f"<!DOCTYPE html><html><body><p>{host}{path}</p></body></html>"
+    return 200, "text/html; charset=utf-8", page.encode()
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowPages)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_site(slow_pages) as port:
+        yield port
 
 
 def make_dump(folder: Path, port: int, pages: int) -> Path:

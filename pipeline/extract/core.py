@@ -16,6 +16,7 @@ import charset_normalizer
 import trafilatura
 from trafilatura.settings import use_config
 
+from model.tokenizer import gpt2_encoding
 from pipeline.config import ExtractConfig
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE)
@@ -93,13 +94,8 @@ class Extraction:
     sitename: str | None
 
 
-def _trafilatura_config(timeout_s: float) -> Any:
-    config = use_config()
-    config.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")  # our worker process enforces the deadline
-    return config
-
-
-_CONFIG = _trafilatura_config(0)
+_CONFIG = use_config()
+_CONFIG.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")  # the worker process enforces the deadline
 
 
 def extract_page(html: str, url: str, cfg: ExtractConfig) -> Extraction | None:
@@ -184,8 +180,6 @@ def quality_reason(text: str) -> str | None:
 def document_or_reason(body: bytes, url: str, http_charset: str | None,
                        cfg: ExtractConfig) -> dict[str, Any] | str:
     """The document a page gives (its fields), or the snake_case reason it gives none."""
-    from model.tokenizer import gpt2_encoding
-
     html, encoding = decode_html(body, http_charset)
     found = extract_page(html, url, cfg)
     if found is None or not found.text:

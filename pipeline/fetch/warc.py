@@ -92,7 +92,7 @@ class WarcFiles:
             offset = self.file.tell()
             self._write_exchange(exchange)
             length = self.file.tell() - offset
-            self._write_request(exchange, offset)
+            self._write_request(exchange)
         name, end = self.name(), self.file.tell()
         if end >= self.max_bytes:
             self.close()
@@ -128,7 +128,7 @@ class WarcFiles:
         )
         self._write_member(record)
 
-    def _write_request(self, ex: HttpExchange, response_offset: int) -> None:
+    def _write_request(self, ex: HttpExchange) -> None:
         http = StatusAndHeaders(f"{ex.method} {ex.request_path} {ex.protocol}", ex.request_headers,
                                 is_http_request=True)
         record = self.writer.create_warc_record(ex.url, "request", payload=io.BytesIO(b""), length=0,

@@ -111,7 +111,7 @@ def _domain_matches(host: str, domains: frozenset[str]) -> bool:
     return any(".".join(parts[i:]) in domains for i in range(len(parts) - 1))
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """Scores and timestamps drift across dump years: int, float, numeric string, or null."""
     if isinstance(value, bool):
         return None
@@ -154,14 +154,14 @@ class Rules:
             return "self_post"
         if cfg.drop_over_18 and sub.over_18 is True:
             return "over_18"
-        created = _as_int(sub.created_utc)
+        created = as_int(sub.created_utc)
         if created is None:
             return "bad_created_utc"
         if cfg.created_after_utc is not None and created < cfg.created_after_utc:
             return "before_window"
         if cfg.created_before_utc is not None and created >= cfg.created_before_utc:
             return "after_window"
-        score = _as_int(sub.score)
+        score = as_int(sub.score)
         if score is None:
             return "score_missing"
         if self.check_score and score < cfg.min_score:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import LinksConfig, PushshiftSourceConfig, RedditSourceConfig
 from pipeline.links.dumps import DumpReadError, decode_line, iter_blocks, iter_lines
-from pipeline.links.rules import Link, Rules, _as_int, partition_of
+from pipeline.links.rules import Link, Rules, as_int, partition_of
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 from pipeline.schema import to_dict
@@ -146,12 +146,12 @@ class LinksMapStage(Stage):
         if isinstance(sub, str):
             ctx.count(sub)
             return None
-        created = _as_int(sub.created_utc)
+        created = as_int(sub.created_utc)
         month = _month(created, month_of_day) if created is not None and created >= 0 else "unknown"
         months[month, "submissions"] += 1
         if isinstance(sub.url, str) and sub.url and sub.is_self is not True:
             months[month, "link_posts"] += 1
-            score = _as_int(sub.score)
+            score = as_int(sub.score)
             if score is not None and score >= self.conf.min_score:
                 months[month, "score_ge_min"] += 1
         result = rules.link_or_reason(sub)
@@ -250,8 +250,8 @@ class LinksReduceStage(Stage):
         if flagged:
             log.warning("links: months where the share of link posts with score >= %d collapses "
                         "(stale Pushshift scores?): %s", self.conf.min_score, ", ".join(flagged))
-        map_counts = {k: v for k, v in mapped.get("counts", {}).items()}
-        return {**stats, "submissions": map_counts, "months": months, "flagged_months": flagged}
+        return {**stats, "submissions": mapped.get("counts", {}), "months": months,
+                "flagged_months": flagged}
 
 
 def _read_run(path: Path) -> Iterator[tuple]:

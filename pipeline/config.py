@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from pipeline.schema import ConfigError, param
@@ -305,6 +304,8 @@ class PipelineConfig:
 
 def register() -> None:
     """Register the schemas so the YAML in conf/ is composed onto them (and checked by Hydra)."""
+    from hydra.core.config_store import ConfigStore  # here: workers import this module, not Hydra
+
     cs = ConfigStore.instance()
     cs.store(name="pipeline_schema", node=PipelineConfig)
     cs.store(group="executor", name="local_schema", node=LocalExecutorConfig)

@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ExtractConfig
-from pipeline.extract.stage import charset_of, doc_id
+from pipeline.extract.stage import WarcReader, charset_of, doc_id
+from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.extract.worker import IsolatedExtractor
 from pipeline.paths import StagePaths
-from pipeline.runtime import completed_tasks
+from pipeline.runtime import StageError, completed_tasks
 from pipeline.sample import documents
 from pipeline.sample.server import article_page
 from tests.conftest import REPO, stage_outputs
@@ -108,6 +109,32 @@ def test_links_fetch_extract_end_to_end(server, tmp_path):
     assert not any("We use cookies" in text or "Most read this week" in text for text in texts)
 
 
+def test_warc_reader_payloads_and_a_damaged_record(tmp_path):
+    warc = WarcFiles(tmp_path, "00000", 1 << 30)
+    bodies = [article_page(d) for d in documents()[:2]]
+    pointers = []
+    for i, body in enumerate(bodies):
+        exchange = HttpExchange(f"http://a.test/{i}", "GET", f"/{i}", [], "HTTP/1.1", 200, "OK",
+                                [("Content-Type", "text/html; charset=cp1252")], body)
+        pointers.append(warc.write([exchange])[:3])
+    warc.close()
+    reader = WarcReader(tmp_path)
+    for (name, offset, length), body in zip(pointers, bodies, strict=True):
+        assert reader.payload(name, offset, length) == (body, "text/html; charset=cp1252")
+    name, offset, length = pointers[1]
+    request_at = pointers[0][1] + pointers[0][2]  # the request record written before the response
+    with pytest.raises(StageError, match="is a request record, not a response"):
+        reader.payload(name, request_at, offset - request_at)
+    with (tmp_path / name).open("r+b") as f:  # a damaged byte inside the compressed payload
+        f.seek(offset + length // 2)
+        byte = f.read(1)
+        f.seek(offset + length // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    reader.close()
+    with pytest.raises(StageError, match=f"{name}@{offset}"):
+        WarcReader(tmp_path).payload(name, offset, length)
+
+
 def test_a_spinning_page_is_abandoned_and_the_worker_replaced():
     cfg = ExtractConfig(timeout_s=1, min_tokens=0, min_chars=0)
     page = article_page(documents()[0])
@@ -116,6 +143,43 @@ def test_a_spinning_page_is_abandoned_and_the_worker_replaced():
         assert extract(spinning_page(), "http://a.test/spin", None) == "extract_timeout"
         assert isinstance(extract(page, "http://a.test/2", "utf-8"), dict)
         assert extract.restarts == 1
+
+
+def test_start_up_does_not_count_against_the_first_page():
+    # A fresh interpreter: the fork server starts (about a second) before the first page is sent.
+    code = ("from pipeline.config import ExtractConfig\n"
+            "from pipeline.extract.worker import IsolatedExtractor\n"
+            "from pipeline.sample import documents\n"
+            "from pipeline.sample.server import article_page\n"
+            "if __name__ == '__main__':\n"
+            "    with IsolatedExtractor(ExtractConfig(timeout_s=0.5, min_tokens=0)) as extract:\n"
+            "        print(type(extract(article_page(documents()[0]), 'http://a.test/1', None)).__name__)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "dict"
+
+
+def test_map_keeps_order_and_survives_a_timeout():
+    cfg = ExtractConfig(timeout_s=1, min_tokens=0, min_chars=0)
+    pages = [(i, article_page(d), f"http://a.test/{i}", "utf-8") for i, d in enumerate(documents()[:3])]
+    pages.insert(1, ("spin", spinning_page(), "http://a.test/spin", None))
+    with IsolatedExtractor(cfg) as extract:
+        results = list(extract.map(pages))
+    assert [key for key, _ in results] == [0, "spin", 1, 2]
+    assert results[1][1] == "extract_timeout"
+    assert all(isinstance(doc, dict) for key, doc in results if key != "spin")
+    assert extract.restarts == 1
+
+
+def test_a_map_left_part_way_leaves_no_stale_answer():
+    cfg = ExtractConfig(min_tokens=0, min_chars=0)
+    pages = [(i, article_page(d), f"http://a.test/{i}", "utf-8") for i, d in enumerate(documents()[:3])]
+    with IsolatedExtractor(cfg) as extract:
+        expected = extract(pages[2][1], "http://a.test/2", "utf-8")
+        results = extract.map(pages)
+        assert next(results)[0] == 0  # page 1 is in flight now
+        results.close()
+        assert extract(pages[2][1], "http://a.test/2", "utf-8") == expected
 
 
 def test_workers_are_recycled():

@@ -9,12 +9,14 @@ provenance of ``links/part-NNNNN.parquet``. Every page is counted: ``kept`` or i
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from isal import isal_zlib
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig
@@ -49,19 +51,29 @@ def charset_of(content_type: str | None) -> str | None:
 
 
 class WarcReader:
-    """Payloads of response records by (file, offset), keeping files open within a task."""
+    """Payloads of response records by (file, offset, length), keeping files open within a task.
+
+    A record is one gzip member (``length`` bytes at ``offset``, from the fetch index): it is read
+    in one call and inflated with ISA-L, and warcio parses the inflated record (undoing chunking
+    and content-encoding), which costs under half of warcio reading the gzip stream itself.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.files: dict[str, BinaryIO] = {}
 
-    def payload(self, name: str, offset: int) -> tuple[bytes, str | None]:
+    def payload(self, name: str, offset: int, length: int) -> tuple[bytes, str | None]:
         """(entity body with content-encoding undone, Content-Type) of the record at ``offset``."""
         f = self.files.get(name)
         if f is None:
             f = self.files[name] = open(self.folder / name, "rb")
         f.seek(offset)
-        record = next(iter(ArchiveIterator(f)))
+        member = f.read(length)
+        try:
+            record_bytes = isal_zlib.decompress(member, wbits=31)
+        except isal_zlib.error as err:
+            raise StageError(f"{name}@{offset}+{length}: not a complete gzip member ({err})") from err
+        record = next(iter(ArchiveIterator(io.BytesIO(record_bytes), block_size=1 << 20)))
         if record.rec_type != "response":
             raise StageError(f"{name}@{offset} is a {record.rec_type} record, not a response")
         content_type = record.http_headers.get_header("Content-Type") if record.http_headers else None
@@ -107,13 +119,18 @@ class ExtractStage(Stage):
 
     def run_task(self, ctx: TaskContext) -> None:
         reader = WarcReader(self.fetch.root / "warc")
+
+        def requests() -> Iterator[tuple[dict[str, Any], bytes, str, str | None]]:
+            for page in ctx.progress(self.pages(ctx.index), None, "pages"):
+                body, content_type = reader.payload(page["warc_file"], page["warc_offset"],
+                                                    page["warc_length"])
+                yield page, body, page["final_url"] or page["url"], charset_of(content_type)
+
         rows: list[dict[str, Any]] = []
         with IsolatedExtractor(self.conf) as extract, pq.ParquetWriter(
             ctx.output(f"part-{ctx.index:05d}.parquet"), DOCS_SCHEMA, compression="zstd"
         ) as writer:
-            for page in ctx.progress(self.pages(ctx.index), None, "pages"):
-                body, content_type = reader.payload(page["warc_file"], page["warc_offset"])
-                result = extract(body, page["final_url"] or page["url"], charset_of(content_type))
+            for page, result in extract.map(requests()):
                 if isinstance(result, str):
                     ctx.count(result)
                     continue
@@ -125,6 +142,7 @@ class ExtractStage(Stage):
                     rows.clear()
             writer.write_table(pa.Table.from_pylist(rows, schema=DOCS_SCHEMA))
             ctx.add("worker_restarts", extract.restarts)
+            ctx.add("worker_start_s", round(extract.start_s, 3))
         reader.close()
 
     @staticmethod

@@ -1,6 +1,6 @@
 """Extract throughput: our stage beside a bare ``trafilatura.extract`` loop on the same pages.
 
-    python bench/extract.py [--pages 2000]
+    python bench/extract.py [--pages 4000] [--memory]
 
 Realistic article pages: the stories of the extraction test corpus (``tests/pages.py``: seven
 real-world layouts with navigation, cookie banner, newsletter box, related links, comments and
@@ -23,6 +23,9 @@ out. The extraction fork server's start-up (about a second per task process: imp
 language model) is included in the first figures and left out of the second (the tasks' own
 ``worker_start_s``): a real task has ~10^5 pages, over which it is nothing. Prints pages/s, our
 per-worker overhead and the 2-worker speed-up over the bare loop.
+
+``--memory`` prints the extraction process's resident memory as it works through the pages twice,
+with the default recycling and with none.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from pipeline.config import (  # noqa: E402
 )
 from pipeline.executor import LocalExecutor  # noqa: E402
 from pipeline.extract.stage import ExtractStage  # noqa: E402
+from pipeline.extract.worker import IsolatedExtractor  # noqa: E402
 from pipeline.fetch.stage import INDEX_SCHEMA  # noqa: E402
 from pipeline.fetch.warc import HttpExchange, WarcFiles  # noqa: E402
 from pipeline.links.stage import LINKS_SCHEMA  # noqa: E402
@@ -213,12 +217,34 @@ def loop(fn: Callable[..., object], bodies: list[bytes]) -> float:
     return len(bodies) / (time.perf_counter() - start)
 
 
+def rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+
+def memory(bodies: list[bytes]) -> None:
+    """The extraction process's resident memory every 250 pages, over the pages twice, with the
+    default recycling and with none."""
+    for recycle in (ExtractConfig().recycle_docs, 10**9):
+        samples = []
+        with IsolatedExtractor(ExtractConfig(recycle_docs=recycle)) as extract:
+            for i, body in enumerate(bodies * 2):
+                extract(body, f"http://site.example/{i}", "utf-8")
+                if i % 250 == 249:
+                    samples.append(rss_mb(extract.process.pid))
+        print(f"extraction process RSS (MB) every 250 pages, recycle_docs={recycle}: {samples}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--pages", type=int, default=4000)
+    parser.add_argument("--memory", action="store_true", help="only the extraction process's memory")
     args = parser.parse_args()
     rng = random.Random(0)
     bodies = [page(rng, i) for i in range(args.pages)]
+    if args.memory:
+        memory(bodies)
+        return
     text = [len(trafilatura.extract(b, **OPTIONS) or "") for b in bodies[:200]]
     print(f"{args.pages} pages: {sum(map(len, bodies)) / len(bodies) / 1000:.0f} KB of HTML and "
           f"{sum(text) / len(text) / 1000:.1f} KB of extracted text on average")

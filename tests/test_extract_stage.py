@@ -13,8 +13,8 @@ import pytest
 
 from pipeline.config import ExtractConfig
 from pipeline.extract.stage import WarcReader, charset_of, doc_id
-from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.extract.worker import IsolatedExtractor
+from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.paths import StagePaths
 from pipeline.runtime import StageError, completed_tasks
 from pipeline.sample import documents

@@ -250,6 +250,35 @@ class ExtractConfig:
 
 
 @dataclass
+class DedupConfig:
+    """Exact and MinHash-LSH near-duplicate removal over the documents."""
+
+    num_perm: int = param(128, "MinHash permutations per signature", ge=16, le=1024)
+    threshold: float = param(0.7, "Jaccard similarity of word n-gram sets above which documents are "
+                             "near-duplicates", gt=0, lt=1)
+    ngram: int = param(5, "words per shingle", ge=1, le=32)
+    seed: int = param(1, "seed of datasketch's permutations (changes which pairs LSH finds)", ge=0)
+    scheme: str = param("affine32", "datasketch permutation scheme (affine32: 32-bit values, its "
+                        "default; affine64)", choices=("affine32", "affine64"))
+    false_positive_weight: float = param(0.5, "weight of false positives when bands and rows are "
+                                         "chosen (datasketch's optimum)", ge=0, le=1)
+    false_negative_weight: float = param(0.5, "weight of false negatives in that choice", ge=0, le=1)
+    verify: bool = param(False, "compute the true Jaccard of candidate pairs and drop LSH false "
+                         "positives")
+    keep: str = param("earliest", "which document of a cluster survives: earliest (first submitted), "
+                      "score (best Reddit score) or longest; ties by id",
+                      choices=("earliest", "score", "longest"))
+    bucket_ranges: int = param(4, "each band's buckets are split into this many hash ranges, one "
+                               "task each: a task holds ~16 bytes x documents / bucket_ranges", ge=1)
+    components_partitions: int = param(16, "partitions of the duplicate graph for connected "
+                                       "components (memory per task ~ pairs / partitions)", ge=1)
+
+    def check(self) -> None:
+        if self.false_positive_weight + self.false_negative_weight <= 0:
+            raise ConfigError("false_positive_weight", "and false_negative_weight must not both be 0")
+
+
+@dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
 
@@ -279,6 +308,7 @@ class PipelineConfig:
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)
     fetch: FetchConfig = param(doc="the fetch stage", factory=FetchConfig)
     extract: ExtractConfig = param(doc="the extract stage", factory=ExtractConfig)
+    dedup: DedupConfig = param(doc="the dedup stage", factory=DedupConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

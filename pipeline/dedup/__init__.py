@@ -1,0 +1,1 @@
+"""Exact and MinHash near-duplicate removal over the extracted documents (``docs/`` -> ``dedup/``)."""

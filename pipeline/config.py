@@ -263,8 +263,6 @@ class DedupConfig:
     false_positive_weight: float = param(0.5, "weight of false positives when bands and rows are "
                                          "chosen (datasketch's optimum)", ge=0, le=1)
     false_negative_weight: float = param(0.5, "weight of false negatives in that choice", ge=0, le=1)
-    verify: bool = param(False, "compute the true Jaccard of candidate pairs and drop LSH false "
-                         "positives")
     keep: str = param("earliest", "which document of a cluster survives: earliest (first submitted), "
                       "score (best Reddit score) or longest; ties by id",
                       choices=("earliest", "score", "longest"))
@@ -272,6 +270,9 @@ class DedupConfig:
                                "task each: a task holds ~16 bytes x documents / bucket_ranges", ge=1)
     components_partitions: int = param(16, "partitions of the duplicate graph for connected "
                                        "components (memory per task ~ pairs / partitions)", ge=1)
+    max_rounds: int = param(12, "rounds of label propagation; clusters whose documents are more "
+                            "links apart than this are not merged, and the run stops saying so",
+                            ge=1, le=99)
 
     def check(self) -> None:
         if self.false_positive_weight + self.false_negative_weight <= 0:

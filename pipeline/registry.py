@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from pipeline.dedup.stage import dedup_stages
 from pipeline.extract.stage import ExtractStage
 from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
 from pipeline.runtime import Stage
 from pipeline.tokenize import TokenizeStage
 
-STAGES: dict[str, tuple[type[Stage], ...]] = {
+# A stage's passes: each a Stage class, or a function giving passes (when their number is configured).
+STAGES: dict[str, tuple[type[Stage] | Callable[[object], Iterable[Stage]], ...]] = {
     "links": (LinksMapStage, LinksReduceStage),
     "fetch": (FetchStage,),
     "extract": (ExtractStage,),
+    "dedup": (dedup_stages,),
     "tokenize": (TokenizeStage,),
 }
 
 
 def build(cfg_stages: list[str], cfg: object) -> list[Stage]:
     """The passes of the named stages, in order, built for ``cfg``."""
-    return [cls(cfg) for name in cfg_stages for cls in STAGES[name]]
+    passes: list[Stage] = []
+    for name in cfg_stages:
+        for make in STAGES[name]:
+            if isinstance(make, type):
+                passes.append(make(cfg))
+            else:
+                passes.extend(make(cfg))
+    return passes

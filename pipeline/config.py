@@ -280,6 +280,20 @@ class DedupConfig:
 
 
 @dataclass
+class PublishConfig:
+    """The corpus as users get it: Parquet shards, manifest, dataset card, plots."""
+
+    source: str = param("dedup", "stage whose documents are published: dedup, or extract to publish "
+                        "without deduplication", choices=("dedup", "extract"))
+    shard_mib: float = param(256.0, "Parquet shard size to aim for (MiB, compressed, on disk)", gt=0)
+    row_group_rows: int = param(1000, "documents per Parquet row group (a shard ends after the row "
+                                "group that reaches shard_mib)", ge=1)
+    jsonl: bool = param(False, "also write jsonl.zst shards in the lm_dataformat layout "
+                        "({text, meta} per line), as OpenWebText2 ships")
+    top_domains: int = param(50, "domains listed in the manifest and the card", ge=1)
+
+
+@dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
 
@@ -310,6 +324,7 @@ class PipelineConfig:
     fetch: FetchConfig = param(doc="the fetch stage", factory=FetchConfig)
     extract: ExtractConfig = param(doc="the extract stage", factory=ExtractConfig)
     dedup: DedupConfig = param(doc="the dedup stage", factory=DedupConfig)
+    publish: PublishConfig = param(doc="the publish stage", factory=PublishConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -8,6 +8,7 @@ from pipeline.dedup.stage import dedup_stages
 from pipeline.extract.stage import ExtractStage
 from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
+from pipeline.publish import PublishStage
 from pipeline.runtime import Stage
 from pipeline.tokenize import TokenizeStage
 
@@ -17,6 +18,7 @@ STAGES: dict[str, tuple[type[Stage] | Callable[[object], Iterable[Stage]], ...]]
     "fetch": (FetchStage,),
     "extract": (ExtractStage,),
     "dedup": (dedup_stages,),
+    "publish": (PublishStage,),
     "tokenize": (TokenizeStage,),
 }
 

@@ -91,8 +91,6 @@ def test_stage_list_is_checked():
     base = {"executor": LocalExecutorConfig(), "source": pipeline_config.PushshiftSourceConfig()}
     with pytest.raises(ConfigError, match="unknown stage 'tokenise'"):
         validate(PipelineConfig(stages=["tokenise"], **base))
-    with pytest.raises(ConfigError, match="stages: stage 'publish' is not implemented yet"):
-        validate(PipelineConfig(stages=["publish"], **base))
     with pytest.raises(ConfigError, match="must be distinct and in data-flow order"):
         validate(PipelineConfig(stages=["dedup", "extract"], **base))
 

@@ -3,7 +3,8 @@
 The documents were written for this project (no third-party text), in the corpus schema
 (id, url, domain, title, text, subreddit, score, created_utc). ``write_dump`` turns their provenance
 into a small Pushshift-style submission dump, with the kinds of submissions the links stage drops
-(self posts, low scores, image hosts, ...) mixed in.
+(self posts, low scores, image hosts, ...) mixed in. The last document is a syndicated copy of the
+first on another site, posted later: the dedup stage removes it as a near duplicate.
 """
 
 from __future__ import annotations

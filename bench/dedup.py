@@ -1,6 +1,6 @@
 """MinHash signature throughput: ours beside datasketch's per-shingle and bulk paths, from text.
 
-    python bench/dedup.py [--docs 2000] [--repeat 3]
+    python bench/dedup.py [--docs 2000] [--repeat 3] [--memory]
 
 Documents are made of the extraction test corpus's English paragraphs (``tests/pages.py``), lengthened
 to a log-normal size around WebText's ~5 KB per document. Each method is timed from the text, in this
@@ -14,13 +14,20 @@ one process (so per core), with the same word 5-gram shingles, ``num_perm`` and 
   permutations applied to the whole document in cache-sized chunks).
 
 Prints documents/s for each (best of ``--repeat``) and ours as a multiple of each.
+
+``--memory`` runs the whole dedup stage (``executor=local``, 2 workers) on three corpus sizes
+(4,000, 16,000 and 64,000 documents, a fifth of them near copies) with the tasks scaled to them (1,000
+documents per shard; bucket ranges and graph partitions grown in step), each in a fresh process,
+and prints the peak resident memory of the largest task process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -75,12 +82,80 @@ def best_rate(fn: Callable[[list[str], int], None], docs: list[str], num_perm: i
     return len(docs) / best
 
 
+def memory_run(docs: int) -> None:
+    """One dedup run on ``docs`` documents in a fresh workdir; prints the largest child's peak RSS."""
+    import random as _random
+    import resource
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.config import (
+        DedupConfig,
+        LinksConfig,
+        LocalExecutorConfig,
+        PipelineConfig,
+        PushshiftSourceConfig,
+    )
+    from pipeline.executor import LocalExecutor
+    from pipeline.extract.stage import DOCS_SCHEMA, doc_id
+    from pipeline.registry import build
+
+    shards = max(1, docs // 1000)
+    rng = _random.Random(docs)
+    vocabulary = [f"{rng.getrandbits(36):x}" for _ in range(50000)]
+    workdir = Path(tempfile.mkdtemp())
+    (workdir / "docs").mkdir()
+    originals: list[list[str]] = []
+    for shard in range(shards):
+        rows = []
+        for i in range(1000):
+            if originals and rng.random() < 0.2:  # a near copy of an earlier document
+                words = list(rng.choice(originals))
+                for j in rng.sample(range(len(words)), 5):
+                    words[j] = rng.choice(vocabulary)
+            else:
+                words = [rng.choice(vocabulary) for _ in range(rng.randint(200, 1200))]
+                if len(originals) < 5000:
+                    originals.append(words)
+            url = f"http://site{shard}.example/{i}"
+            rows.append({"id": doc_id(url), "url": url, "domain": f"site{shard}.example",
+                         "text": " ".join(words), "created_utc": 1_500_000_000 + rng.randrange(10**7),
+                         "score": 5, "n_chars": 0})
+        pq.write_table(pa.Table.from_pylist(rows, schema=DOCS_SCHEMA),
+                       workdir / "docs" / f"part-{shard:05d}.parquet")
+    scale = max(1, shards // 4)
+    dedup = DedupConfig(bucket_ranges=scale, components_partitions=2 * scale, max_rounds=6)
+    cfg = PipelineConfig(workdir=str(workdir), stages=["dedup"], executor=LocalExecutorConfig(workers=2),
+                         source=PushshiftSourceConfig(), links=LinksConfig(partitions=shards), dedup=dedup)
+    start = time.perf_counter()
+    LocalExecutor(cfg.executor).run(build(cfg.stages, cfg))
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    stats = json.loads((workdir / "dedup" / "stats.json").read_text())
+    elapsed = time.perf_counter() - start
+    print(f"{docs:7d} documents, {shards:3d} shards, bucket_ranges={scale:2d}, components_partitions="
+          f"{2 * scale:2d}: peak task RSS {peak:6.1f} MB; {elapsed:5.1f} s; {stats['counts']}")
+    shutil.rmtree(workdir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--num-perm", type=int, default=128)
+    parser.add_argument("--memory", action="store_true", help="peak task memory at three corpus sizes")
+    parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_run:
+        memory_run(args.memory_run)
+        return
+    if args.memory:
+        import subprocess
+
+        for docs in (4000, 16000, 64000):
+            subprocess.run([sys.executable, __file__, "--memory-run", str(docs)], check=True)
+        return
     docs = documents(args.docs)
     shingles = sum(len(set(shingle_strings(d))) for d in docs[:200]) / min(200, len(docs))
     print(f"{len(docs)} documents, {sum(map(len, docs)) / len(docs) / 1000:.1f} KB and ~{shingles:.0f} "

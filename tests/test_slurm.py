@@ -168,3 +168,30 @@ def test_plain_sbatch_script_runs_the_pipeline(tmp_path):
     log = (tmp_path / f"job-{job}.out").read_text()
     assert "tokenize: done" in log, log
     assert json.loads((tmp_path / "tokens" / "stats.json").read_text())["counts"]["kept"] > 50
+
+
+def test_dedup_and_publish_on_slurm_equal_local(tmp_path):
+    from pipeline.config import DedupConfig, LinksConfig, PublishConfig
+    from pipeline.executor import LocalExecutor
+    from pipeline.registry import build
+    from tests.test_dedup_stage import SHARDS, outcome, planted_docs, write_docs
+
+    docs, expected = planted_docs(seed=5)
+    results = {}
+    for name in ("local", "slurm"):
+        write_docs(tmp_path / name, docs)
+        cfg = pipeline_config(tmp_path / name)
+        cfg.stages = ["dedup", "publish"]
+        cfg.links = LinksConfig(partitions=SHARDS)
+        cfg.dedup = DedupConfig(components_partitions=2, bucket_ranges=2, max_rounds=4)
+        cfg.publish = PublishConfig(shard_mib=0.02, row_group_rows=5)
+        executor = LocalExecutor(cfg.executor) if name == "local" else SlurmExecutor(slurm())
+        executor.run(build(cfg.stages, cfg))
+        corpus = tmp_path / name / "corpus"
+        results[name] = (outcome(tmp_path / name),
+                         {p.name: p.read_bytes() for p in sorted(corpus.glob("part-*.parquet"))})
+    assert results["slurm"] == results["local"]
+    kept, removed = results["slurm"][0]
+    assert kept == {d["id"] for d in docs} - set(expected)
+    scripts = list((tmp_path / "slurm" / "logs" / "slurm" / "dedup_cc02").glob("*/*_submission.sh"))
+    assert scripts and "#SBATCH --dependency=afterok:" in scripts[0].read_text()

@@ -263,6 +263,8 @@ class DedupConfig:
     false_positive_weight: float = param(0.5, "weight of false positives when bands and rows are "
                                          "chosen (datasketch's optimum)", ge=0, le=1)
     false_negative_weight: float = param(0.5, "weight of false negatives in that choice", ge=0, le=1)
+    verify: bool = param(False, "compute the true Jaccard of candidate pairs and drop those below "
+                         "threshold (LSH false positives): two more passes")
     keep: str = param("earliest", "which document of a cluster survives: earliest (first submitted), "
                       "score (best Reddit score) or longest; ties by id",
                       choices=("earliest", "score", "longest"))

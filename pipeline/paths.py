@@ -22,7 +22,8 @@ STAGE_FOLDERS = {
     "links_map": "links/_map", "links": "links", "fetch": "fetch", "extract": "docs",
     "dedup": "dedup", "publish": "corpus", "tokenize": "tokens",
     # the dedup stage's passes, under its folder
-    "dedup_sig": "dedup/_sig", "dedup_pairs": "dedup/_pairs",
+    "dedup_sig": "dedup/_sig", "dedup_pairs": "dedup/_pairs", "dedup_vreq": "dedup/_vreq",
+    "dedup_verify": "dedup/_verified",
     **{f"dedup_cc{r:02d}": f"dedup/_cc/r{r:02d}" for r in range(1, 100)},
 }
 

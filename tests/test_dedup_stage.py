@@ -158,3 +158,35 @@ def test_ranks_order_close_values() -> None:
     assert earliest[3] < earliest[1] < earliest[0] < earliest[2]  # a missing value ranks last
     assert best[3] < best[1] < best[0] < best[2]
     assert longest[1] < longest[0] < longest[2] < longest[3]
+
+
+def test_verify_keeps_true_duplicates_and_drops_lsh_false_positives(tmp_path: Path, planted) -> None:
+    docs, expected = planted
+    write_docs(tmp_path / "planted", docs)
+    run_dedup(tmp_path / "planted", verify=True)
+    kept, removed = outcome(tmp_path / "planted")
+    assert kept == {d["id"] for d in docs} - set(expected)  # J >= 0.85 everywhere: all verified
+
+    # Pairs at J ~ 0.5, with bands weighted to catch everything: LSH flags many, verify none.
+    rng = random.Random(1)
+    vocabulary = [f"{rng.getrandbits(36):x}" for _ in range(30000)]
+    loose: list[dict] = []
+    for c in range(30):
+        words = _words(rng, vocabulary, 300)
+        other = list(words)
+        for i in rng.sample(range(300), 20):
+            other[i] = rng.choice(vocabulary)
+        for n, w in enumerate((words, other)):
+            url = f"http://loose{c}.example/{n}"
+            loose.append({**docs[0], "id": doc_id(url), "url": url, "text": " ".join(w), "created_utc": c})
+    loose_flags = {}
+    for verify in (False, True):
+        workdir = tmp_path / f"loose-{verify}"
+        write_docs(workdir, loose)
+        run_dedup(workdir, verify=verify, false_positive_weight=0.05, false_negative_weight=0.95)
+        stats = json.loads((workdir / "dedup" / "stats.json").read_text())
+        loose_flags[verify] = stats["counts"].get("near_duplicate", 0)
+        if verify:
+            checked = json.loads((workdir / "dedup" / "_verified" / "stats.json").read_text())["counts"]
+            assert checked.get("verified", 0) == 0 and checked["false_positive"] >= loose_flags[False]
+    assert loose_flags[False] >= 10 and loose_flags[True] == 0

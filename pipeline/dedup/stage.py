@@ -181,6 +181,8 @@ class StageTasks:
             return stage.shards
         if name == "dedup_pairs":
             return (stage.bands[0] + 1) * stage.conf.bucket_ranges
+        if name == "dedup_vreq":
+            return stage.shards
         return stage.conf.components_partitions
 
 
@@ -283,15 +285,114 @@ class DedupPairsStage(_DedupPass):
         other = [c[member] for c in label]
         ctx.count("buckets_with_duplicates", int((sizes > 1).sum()))
         ctx.add("candidate_pairs", int(member.sum()))
+        if self.conf.verify:  # to the verification pass: each pair, by the shards of its ends
+            ends = np.unique(np.concatenate([center[2] >> U64(32), other[2] >> U64(32)]))
+            for shard in ends:
+                mask = ((center[2] >> U64(32)) == shard) | ((other[2] >> U64(32)) == shard)
+                _write_edges(center, other, mask, ctx.output(f"s{int(shard):05d}/{ctx.index:05d}.parquet"))
+        else:
+            write_graph_edges(ctx, center, other, self.conf.components_partitions)
+
+
+def _write_edges(src: list[np.ndarray], dst: list[np.ndarray], mask: np.ndarray, path: Path) -> None:
+    columns = [pa.array(c[mask], pa.uint64()) for c in (*src, *dst)]
+    pq.write_table(pa.table(columns, schema=EDGE_SCHEMA), path, compression="zstd")
+
+
+def write_graph_edges(ctx: TaskContext, a: list[np.ndarray], b: list[np.ndarray], parts: int) -> None:
+    """Undirected edges a-b as directed edges both ways, in the folder of their source's partition."""
+    for direction, (src, dst) in enumerate(((a, b), (b, a))):
+        where = partition_of(src[2], parts)
+        for p in np.unique(where):
+            path = ctx.output(f"p{int(p):03d}/{ctx.index:05d}-{direction}.parquet")
+            _write_edges(src, dst, where == p, path)
+
+
+# --- 2b. verification (dedup.verify) ---------------------------------------------------------------------
+
+
+class DedupVerifyRequestStage(_DedupPass):
+    """Per docs shard: the shingles of its documents that are in candidate pairs, sent to the
+    verification partition of each of their pairs (a pair's partition is its first end's)."""
+
+    name = "dedup_vreq"
+
+    @property
+    def num_tasks(self) -> int:
+        return self.shards
+
+    def check_inputs(self) -> None:
+        self._require("dedup_pairs", "the pairs pass")
+
+    def run_task(self, ctx: TaskContext) -> None:
         parts = self.conf.components_partitions
-        for src, dst in ((center, other), (other, center)):
-            where = partition_of(src[2], parts)
-            for p in np.unique(where):
-                mask = where == p
-                columns = [pa.array(c[mask], pa.uint64()) for c in (*src, *dst)]
-                pq.write_table(pa.table(columns, schema=EDGE_SCHEMA),
-                               ctx.output(f"p{int(p):03d}/{ctx.index:05d}-{'ab'[src is other]}.parquet"),
-                               compression="zstd")
+        folder = StagePaths(self.workdir, "dedup_pairs").root / f"s{ctx.index:05d}"
+        pairs = _read(sorted(folder.glob("*.parquet")), EDGE_SCHEMA)
+        a, b = _columns(pairs, ("src_key",))[0], _columns(pairs, ("dst_key",))[0]
+        where = partition_of(a, parts)
+        mine = (a >> U64(32)) == U64(ctx.index)
+        for q in np.unique(where[mine]):  # each pair is sent once, by the shard of its first end
+            pq.write_table(pairs.filter(pa.array(mine & (where == q))),
+                           ctx.output(f"q{int(q):03d}/pairs-{ctx.index:05d}.parquet"), compression="zstd")
+        wanted: dict[int, set[int]] = {}  # row of this shard -> partitions that need its shingles
+        for key, q in ((a, where), (b, where)):
+            inside = (key >> U64(32)) == U64(ctx.index)
+            for row, part in zip((key[inside] & U64(0xFFFFFFFF)).tolist(), q[inside].tolist(), strict=True):
+                wanted.setdefault(row, set()).add(part)
+        out: dict[int, list[tuple[int, np.ndarray]]] = {}
+        row = 0
+        source = pq.ParquetFile(docs_files(self.workdir, self.shards)[ctx.index])
+        for batch in source.iter_batches(BATCH_ROWS, columns=["text"]):
+            for i, text in enumerate(batch.column(0).to_pylist()):
+                for q in wanted.get(row + i, ()):
+                    shingles = shingle_hashes(text or "", self.conf.ngram)
+                    out.setdefault(q, []).append(((ctx.index << 32) | (row + i), shingles))
+            row += batch.num_rows
+        ctx.count("documents_sent", sum(len(v) for v in out.values()))
+        for q, docs in out.items():
+            table = pa.table({"key": pa.array([k for k, _ in docs], pa.uint64()),
+                              "shingles": pa.array([s for _, s in docs], pa.list_(pa.uint64()))})
+            pq.write_table(table, ctx.output(f"q{q:03d}/docs-{ctx.index:05d}.parquet"), compression="zstd")
+
+
+class DedupVerifyStage(_DedupPass):
+    """Per verification partition: the true Jaccard of each candidate pair; pairs below
+    ``dedup.threshold`` (LSH false positives) are dropped, the rest become graph edges."""
+
+    name = "dedup_verify"
+
+    @property
+    def num_tasks(self) -> int:
+        return self.conf.components_partitions
+
+    def check_inputs(self) -> None:
+        self._require("dedup_vreq", "the verification request pass")
+
+    def run_task(self, ctx: TaskContext) -> None:
+        folder = StagePaths(self.workdir, "dedup_vreq").root / f"q{ctx.index:03d}"
+        pairs = _read(sorted(folder.glob("pairs-*.parquet")), EDGE_SCHEMA)
+        shingles: dict[int, np.ndarray] = {}
+        for path in sorted(folder.glob("docs-*.parquet")):
+            table = pq.read_table(path)
+            for key, values in zip(table.column("key").to_pylist(), table.column("shingles").to_pylist(),
+                                   strict=True):
+                shingles[key] = np.asarray(values, dtype=U64)
+        a_key, b_key = _columns(pairs, ("src_key",))[0], _columns(pairs, ("dst_key",))[0]
+        keep = np.zeros(len(a_key), dtype=bool)
+        for i, (a, b) in enumerate(zip(a_key.tolist(), b_key.tolist(), strict=True)):
+            keep[i] = jaccard(shingles[a], shingles[b]) >= self.conf.threshold
+        ctx.count("verified", int(keep.sum()))
+        ctx.count("false_positive", int((~keep).sum()))
+        write_graph_edges(ctx, [c[keep] for c in _columns(pairs, LABEL, "src_")],
+                          [c[keep] for c in _columns(pairs, LABEL, "dst_")], self.conf.components_partitions)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a & b| / |a | b| of two sorted sets of shingle hashes (1 for two empty sets)."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
 
 
 # --- 3. connected components ---------------------------------------------------------------------------
@@ -309,13 +410,17 @@ class DedupRoundStage(_DedupPass):
     def num_tasks(self) -> int:
         return self.conf.components_partitions
 
+    @property
+    def edges(self) -> StagePaths:
+        return StagePaths(self.workdir, "dedup_verify" if self.conf.verify else "dedup_pairs")
+
     def check_inputs(self) -> None:
-        self._require("dedup_pairs", "the pairs pass")
+        self._require(self.edges.stage, "the verification pass" if self.conf.verify else "the pairs pass")
         if self.round > 1:
             self._require(f"dedup_cc{self.round - 1:02d}", f"round {self.round - 1}")
 
     def _edges(self, index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        folder = StagePaths(self.workdir, "dedup_pairs").root / f"p{index:03d}"
+        folder = self.edges.root / f"p{index:03d}"
         table = _read(sorted(folder.glob("*.parquet")), EDGE_SCHEMA)
         return _columns(table, LABEL, "src_"), _columns(table, LABEL, "dst_")
 
@@ -440,6 +545,9 @@ def dedup_stages(cfg: Any) -> Iterator[Stage]:
     """The dedup passes in order, for ``cfg``."""
     yield DedupSignatureStage(cfg)
     yield DedupPairsStage(cfg)
+    if cfg.dedup.verify:
+        yield DedupVerifyRequestStage(cfg)
+        yield DedupVerifyStage(cfg)
     for r in range(1, cfg.dedup.max_rounds + 1):
         yield DedupRoundStage(cfg, r)
     yield DedupFilterStage(cfg)

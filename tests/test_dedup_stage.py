@@ -190,3 +190,16 @@ def test_verify_keeps_true_duplicates_and_drops_lsh_false_positives(tmp_path: Pa
             checked = json.loads((workdir / "dedup" / "_verified" / "stats.json").read_text())["counts"]
             assert checked.get("verified", 0) == 0 and checked["false_positive"] >= loose_flags[False]
     assert loose_flags[False] >= 10 and loose_flags[True] == 0
+
+
+def test_pairs_pass_refuses_an_unsorted_band_file(tmp_path: Path) -> None:
+    from pipeline.dedup.stage import BAND_SCHEMA, _bucket_range
+
+    path = tmp_path / "band.parquet"
+    rows = {"bucket": [5, 3, 9], "rank": [0, 0, 0], "id64": [1, 2, 3], "key": [1, 2, 3], "exact": [0, 0, 0]}
+    pq.write_table(pa.table(rows, schema=BAND_SCHEMA), path)
+    with pytest.raises(StageError, match="not sorted by bucket"):
+        _bucket_range(path, 0, 1 << 64)
+    rows["bucket"] = [3, 5, 9]
+    pq.write_table(pa.table(rows, schema=BAND_SCHEMA), path)
+    assert _bucket_range(path, 4, 9).column("bucket").to_pylist() == [5]

@@ -119,6 +119,9 @@ def _bucket_range(path: Path, low: int, high: int) -> pa.Table:
             groups.append(g)
     table = f.read_row_groups(groups, use_threads=False) if groups else BAND_SCHEMA.empty_table()
     bucket = table.column("bucket").to_numpy(zero_copy_only=False).astype(U64)
+    if np.any(bucket[1:] < bucket[:-1]):
+        raise StageError(f"{path}: band rows are not sorted by bucket (not written by dedup_sig?); "
+                         f"delete {path.parent.parent} and run dedup again")
     inside = (bucket >= U64(low)) & ((bucket < U64(high)) if high < (1 << 64) else True)
     return table.filter(pa.array(np.asarray(inside, dtype=bool)))
 

@@ -11,6 +11,9 @@ more than its slice, whose size the config sets (``links.partitions``, ``dedup.b
 2. ``dedup_pairs`` (one task per band and bucket range): the band's rows of every shard in the range,
    sorted; each bucket of two or more documents gives edges from its first document to the others.
    Edges are written by the graph partition of their source (both directions).
+   With ``dedup.verify``, ``dedup_vreq`` (per docs shard) sends the shingle sets of documents in
+   pairs to the verification partitions of their pairs, and ``dedup_verify`` (per partition) keeps
+   the pairs whose true Jaccard reaches the threshold as the graph's edges.
 3. ``dedup_ccNN`` (``dedup.max_rounds`` rounds, one task per graph partition): min-label
    propagation. A node's label is the best-ranked document it is connected to; each round a task
    takes its nodes' labels and the labels its neighbours sent, keeps the best, and sends changed

@@ -59,6 +59,11 @@ def test_shingle_hashes_are_the_shingles(text: str, ngram: int) -> None:
     assert hashes.dtype == np.uint64 and np.all(np.diff(hashes.astype(np.float64)) >= 0)
 
 
+def test_normalized_bytes_give_the_same_shingles() -> None:
+    for text in TEXTS:
+        assert np.array_equal(shingle_hashes(normalize(text)), shingle_hashes(text))
+
+
 def test_the_same_shingles_give_the_same_hashes_in_other_texts() -> None:
     a = shingle_hashes("alpha beta gamma delta epsilon zeta eta")
     b = shingle_hashes("omega alpha beta gamma delta epsilon")

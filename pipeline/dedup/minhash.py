@@ -114,10 +114,11 @@ def _ngram_weights(ngram: int) -> tuple[np.uint64, ...]:
     return tuple(_U64(w) | _U64(1) for w in rng.integers(0, 1 << 63, ngram, dtype=np.uint64))
 
 
-def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
+def shingle_hashes(text: str | bytes, ngram: int = 5) -> np.ndarray:
     """The distinct 64-bit hashes of the word ``ngram``-grams of ``text`` (the whole text as one
-    shingle when it has fewer words; none when it has no word)."""
-    words = word_hashes(normalize(text))
+    shingle when it has fewer words; none when it has no word). Bytes are taken as already
+    ``normalize``d."""
+    words = word_hashes(text if isinstance(text, bytes) else normalize(text))
     if len(words) == 0:
         return words
     n = min(ngram, len(words))

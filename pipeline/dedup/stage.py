@@ -228,8 +228,9 @@ class DedupSignatureStage(_DedupPass):
             exact = np.empty(len(texts), dtype=U64)
             has_shingles = np.ones(len(texts), dtype=bool)
             for i, text in enumerate(texts):
-                exact[i] = _hash64(normalize(text or ""))
-                shingles = shingle_hashes(text or "", self.conf.ngram)
+                norm = normalize(text or "")
+                exact[i] = _hash64(norm)
+                shingles = shingle_hashes(norm, self.conf.ngram)
                 has_shingles[i] = len(shingles) > 0
                 signatures[i] = hasher.signature(shingles)
             buckets = band_hashes(signatures, bands, rows)

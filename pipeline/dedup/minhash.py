@@ -46,24 +46,20 @@ def normalize(text: str) -> bytes:
     return b" ".join(text.encode("utf-8", "replace").translate(_FOLD_TABLE).split())
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """The MurmurHash3 64-bit finalizer (an avalanching bijection), in place on a fresh array."""
-    h ^= h >> _U64(33)
-    h *= _U64(0xFF51AFD7ED558CCD)
-    h ^= h >> _U64(33)
-    h *= _U64(0xC4CEB9FE1A85EC53)
-    h ^= h >> _U64(33)
-    return h
+# MurmurHash3's finalizer constants per width: shift, multiplier, shift, multiplier, shift.
+_FMIX = {np.dtype(np.uint64): (33, 0xFF51AFD7ED558CCD, 33, 0xC4CEB9FE1A85EC53, 33),
+         np.dtype(np.uint32): (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)}
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """The MurmurHash3 32-bit finalizer, in place on a fresh uint32 array."""
-    u = np.uint32
-    h ^= h >> u(16)
-    h *= u(0x85EBCA6B)
-    h ^= h >> u(13)
-    h *= u(0xC2B2AE35)
-    h ^= h >> u(16)
+def _fmix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer (an avalanching bijection) of h's width, in place on a fresh array."""
+    kind = h.dtype.type
+    s1, m1, s2, m2, s3 = (kind(c) for c in _FMIX[h.dtype])
+    h ^= h >> s1
+    h *= m1
+    h ^= h >> s2
+    h *= m2
+    h ^= h >> s3
     return h
 
 
@@ -105,7 +101,7 @@ def word_hashes(norm: bytes) -> np.ndarray:
         # sum of code[j] * BASE^(j - start) over the word, then its length folded in
         h = (prefix[ends] - prefix[starts]) * down[starts]
         h ^= (ends - starts).astype(_U64) * _U64(0x9E3779B97F4A7C15)
-        return _fmix64(h)
+        return _fmix(h)
 
 
 @lru_cache(maxsize=16)
@@ -128,7 +124,7 @@ def shingle_hashes(text: str | bytes, ngram: int = 5) -> np.ndarray:
         h = words[:count] * weights[0]
         for k in range(1, n):
             h += words[k:k + count] * weights[k]
-        return np.unique(_fmix64(h))
+        return np.unique(_fmix(h))
 
 
 def shingle_strings(text: str, ngram: int = 5) -> list[bytes]:
@@ -159,8 +155,8 @@ class MinHasher:
     def hashes(self, shingles: np.ndarray) -> np.ndarray:
         """Shingle hashes as the scheme's input values, mixed as datasketch mixes them."""
         if self.dtype == np.uint32:
-            return _fmix32(shingles.astype(np.uint32))  # the low 32 bits, as a 32-bit hashfunc gives
-        return _fmix64(shingles.copy())
+            return _fmix(shingles.astype(np.uint32))  # the low 32 bits, as a 32-bit hashfunc gives
+        return _fmix(shingles.copy())
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
         """The signature of a set of 64-bit shingle hashes."""
@@ -191,4 +187,4 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     cut = signatures[:, :bands * rows].astype(_U64).reshape(docs, bands, rows)
     weights = np.array(_ngram_weights(rows), dtype=_U64)
     with np.errstate(over="ignore"):
-        return _fmix64((cut * weights).sum(axis=2, dtype=_U64))
+        return _fmix((cut * weights).sum(axis=2, dtype=_U64))

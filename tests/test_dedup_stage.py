@@ -203,3 +203,39 @@ def test_pairs_pass_refuses_an_unsorted_band_file(tmp_path: Path) -> None:
     rows["bucket"] = [3, 5, 9]
     pq.write_table(pa.table(rows, schema=BAND_SCHEMA), path)
     assert _bucket_range(path, 4, 9).column("bucket").to_pylist() == [5]
+
+
+@pytest.mark.slow
+def test_sigkill_part_way_then_rerun_gives_identical_corpus(tmp_path: Path, planted) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.paths import StagePaths
+    from pipeline.runtime import completed_tasks
+    from tests.conftest import REPO, stage_outputs
+    from tests.helpers import kill_part_way
+
+    docs, _ = planted
+
+    def command(workdir: Path) -> list[str]:
+        return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[dedup,publish]",
+                f"links.partitions={SHARDS}", "dedup.components_partitions=3", "dedup.max_rounds=4",
+                "executor.workers=2"]
+
+    for name in ("clean", "killed"):
+        write_docs(tmp_path / name, docs)
+    clean = subprocess.run(command(tmp_path / "clean"), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    round1 = StagePaths(tmp_path / "killed", "dedup_cc01")
+    final = StagePaths(tmp_path / "killed", "dedup")
+    kill_part_way(command(tmp_path / "killed"), lambda: len(completed_tasks(round1)) == 3)
+    assert len(completed_tasks(final)) < SHARDS, "the kill should land before the dedup filter is done"
+    rerun = subprocess.run(command(tmp_path / "killed"), cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    def outputs(workdir: Path, folder: str) -> dict[str, bytes]:  # the card and plots name the workdir
+        return {k: v for k, v in stage_outputs(workdir / folder).items()
+                if not k.endswith((".png", "manifest.json", "README.md"))}
+
+    for folder in ("dedup", "corpus"):
+        assert outputs(tmp_path / "killed", folder) == outputs(tmp_path / "clean", folder), folder

@@ -269,7 +269,7 @@ class DedupConfig:
                       "score (best Reddit score) or longest; ties by id",
                       choices=("earliest", "score", "longest"))
     bucket_ranges: int = param(4, "each band's buckets are split into this many hash ranges, one "
-                               "task each: a task holds ~16 bytes x documents / bucket_ranges", ge=1)
+                               "task each: a task holds ~40 bytes x documents / bucket_ranges", ge=1)
     components_partitions: int = param(16, "partitions of the duplicate graph for connected "
                                        "components (memory per task ~ pairs / partitions)", ge=1)
     max_rounds: int = param(12, "rounds of label propagation; clusters whose documents are more "

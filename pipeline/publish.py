@@ -14,6 +14,7 @@ global top list is exact too.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import logging
@@ -59,12 +60,56 @@ def _month(created_utc: int | None) -> str:
     return datetime.fromtimestamp(created_utc, tz=timezone.utc).strftime("%Y-%m")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class _HashedFile(io.FileIO):
+    """A file opened for writing that keeps the sha256 of what is written (no second read)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "wb")
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        written = super().write(data)
+        self.sha256.update(memoryview(data).cast("B")[:written])
+        return written
+
+
+class _Shard:
+    """One corpus shard being written: its Parquet file and, optionally, its jsonl.zst twin."""
+
+    def __init__(self, ctx: TaskContext, name: str, jsonl: bool) -> None:
+        self.entry: dict[str, Any] = {"name": f"{name}.parquet", "documents": 0, "tokens": 0}
+        self.parquet = _HashedFile(ctx.output(self.entry["name"]))
+        self.writer = pq.ParquetWriter(self.parquet, CORPUS_SCHEMA, compression="zstd")
+        self.jsonl = self.lines = None
+        if jsonl:
+            self.entry["jsonl"] = f"jsonl/{name}.jsonl.zst"
+            self.jsonl = _HashedFile(ctx.output(self.entry["jsonl"]))
+            self.lines = zstandard.ZstdCompressor(level=3).stream_writer(self.jsonl, closefd=False)
+
+    @property
+    def bytes(self) -> int:
+        return self.parquet.tell()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.writer.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA))
+        if self.lines is not None:  # lm_dataformat: {"text", "meta"} per line
+            self.lines.write(b"".join(
+                orjson.dumps({"text": r["text"], "meta": {k: v for k, v in r.items() if k != "text"}}) + b"\n"
+                for r in rows))
+        self.entry["documents"] += len(rows)
+        self.entry["tokens"] += sum(r["n_tokens"] or 0 for r in rows)
+
+    def close(self) -> dict[str, Any]:
+        """Finish the files; the shard's manifest entry (counts, bytes, sha256)."""
+        self.writer.close()
+        self.entry["bytes"], self.entry["sha256"] = self.parquet.tell(), self.parquet.sha256.hexdigest()
+        self.parquet.close()
+        if self.lines is not None and self.jsonl is not None:
+            self.lines.close()
+            self.entry["jsonl_bytes"] = self.jsonl.tell()
+            self.entry["jsonl_sha256"] = self.jsonl.sha256.hexdigest()
+            self.jsonl.close()
+        return self.entry
 
 
 class PublishStage(Stage):
@@ -105,50 +150,21 @@ class PublishStage(Stage):
         months: Counter[str] = Counter()
         domains: Counter[str] = Counter()
         lengths = [0] * (len(LENGTH_BINS) - 1)
-        sink: Any = None  # the open Parquet file (its position is the bytes written so far)
-        writer: pq.ParquetWriter | None = None
-        jsonl: Any = None
-
-        def close() -> None:
-            nonlocal sink, writer, jsonl
-            if writer is not None:
-                writer.close()
-                sink.close()
-            if jsonl is not None:
-                jsonl.close()
-            sink = writer = jsonl = None
-
+        shard: _Shard | None = None
         for batch in pq.ParquetFile(self._input(ctx.index)).iter_batches(self.conf.row_group_rows):
-            if writer is None or sink.tell() >= target:
-                close()
-                name = f"part-{ctx.index:05d}-{len(files):03d}"
-                files.append({"name": f"{name}.parquet", "documents": 0, "tokens": 0})
-                sink = open(ctx.output(files[-1]["name"]), "wb")
-                writer = pq.ParquetWriter(sink, CORPUS_SCHEMA, compression="zstd")
-                if self.conf.jsonl:
-                    files[-1]["jsonl"] = f"jsonl/{name}.jsonl.zst"
-                    raw = open(ctx.output(files[-1]["jsonl"]), "wb")
-                    jsonl = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+            if shard is None or shard.bytes >= target:
+                if shard is not None:
+                    files.append(shard.close())
+                shard = _Shard(ctx, f"part-{ctx.index:05d}-{len(files):03d}", self.conf.jsonl)
             rows = [self._row(r) for r in batch.to_pylist()]
-            writer.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA))
-            if jsonl is not None:  # lm_dataformat: {"text", "meta"} per line
-                jsonl.write(b"".join(orjson.dumps({"text": r["text"], "meta": {k: v for k, v in r.items()
-                                                                                if k != "text"}}) + b"\n"
-                                     for r in rows))
+            shard.write(rows)
             for r in rows:
                 months[_month(r["created_utc"])] += 1
                 domains[r["domain"] or "unknown"] += 1
-                lengths[next(i for i in range(len(lengths)) if r["n_chars"] < LENGTH_BINS[i + 1])] += 1
-            files[-1]["documents"] += len(rows)
-            files[-1]["tokens"] += sum(r["n_tokens"] or 0 for r in rows)
+                lengths[bisect.bisect_right(LENGTH_BINS, r["n_chars"]) - 1] += 1
             ctx.count("kept", len(rows))
-        close()
-        for entry in files:
-            path = ctx.output(entry["name"])
-            entry["bytes"], entry["sha256"] = path.stat().st_size, _sha256(path)
-            if "jsonl" in entry:
-                path = ctx.output(entry["jsonl"])
-                entry["jsonl_bytes"], entry["jsonl_sha256"] = path.stat().st_size, _sha256(path)
+        if shard is not None:
+            files.append(shard.close())
         ctx.add("tokens", sum(f["tokens"] for f in files))
         ctx.add("bytes", sum(f["bytes"] for f in files))
         summary = {"files": files, "months": dict(sorted(months.items())),

@@ -175,8 +175,10 @@ class MinHasher:
         return self.signature(shingle_hashes(text, self.ngram))
 
 
+@lru_cache(maxsize=32)
 def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
-    """(bands, rows) minimizing datasketch's weighted false-positive and false-negative areas."""
+    """(bands, rows) minimizing datasketch's weighted false-positive and false-negative areas (an
+    integration: computed once per setting)."""
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
     return lsh.b, lsh.r
 

@@ -48,6 +48,7 @@ BATCH_ROWS = 4096
 ROW_GROUP_ROWS = 65536
 # A graph node's label: the best-ranked document it is connected to (rank, then id, then key).
 LABEL = ("rank", "id64", "key", "exact")
+KEY = LABEL.index("key")
 NODE_SCHEMA = pa.schema([(name, pa.uint64()) for name in ("node", *LABEL)])
 BAND_SCHEMA = pa.schema([("bucket", pa.uint64()), *[(name, pa.uint64()) for name in LABEL]])
 EDGE_SCHEMA = pa.schema([(f"{side}_{name}", pa.uint64()) for side in ("src", "dst") for name in LABEL])
@@ -64,6 +65,11 @@ def docs_files(workdir: Path, shards: int) -> list[Path]:
     """The docs shards, one per links partition (the extract stage's task count)."""
     root = StagePaths(workdir, "extract").root
     return [root / f"part-{s:05d}.parquet" for s in range(shards)]
+
+
+def shard_of(keys: np.ndarray) -> np.ndarray:
+    """The docs shard of each document key (shard << 32 | row)."""
+    return keys >> U64(32)
 
 
 def id64(ids: list[str | None]) -> np.ndarray:
@@ -135,7 +141,7 @@ def _columns(table: pa.Table, names: tuple[str, ...], prefix: str = "") -> list[
 
 def _best_per_node(node: np.ndarray, label: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """For each distinct node, the smallest label (rank, id64, key) offered; nodes sorted."""
-    order = np.lexsort((label[2], label[1], label[0], node))
+    order = np.lexsort((label[KEY], label[1], label[0], node))
     node = node[order]
     first = np.ones(len(node), dtype=bool)
     first[1:] = node[1:] != node[:-1]
@@ -164,32 +170,18 @@ class _DedupPass(Stage):
         conf = {k: v for k, v in to_dict(self.conf).items() if k != "max_rounds"}
         return {"dedup": conf, "shards": self.shards, "bands": bands, "rows": rows}
 
-    def _require(self, name: str, what: str) -> StagePaths:
-        upstream = StagePaths(self.workdir, name)
-        if not upstream.meta.exists():
-            raise StageError(f"{self.name}: {what} has not run in {upstream.root}; run the dedup stage "
-                             f"from its start")
-        require_complete(upstream)
-        stored = read_json(upstream.meta)
-        if stored["tasks"] != StageTasks.expected(self, name):
-            raise StageError(f"{self.name}: {upstream.root} was made with {stored['tasks']} tasks, "
-                             f"this config needs {StageTasks.expected(self, name)}; rerun dedup in a "
-                             f"fresh workdir or with the config it was made with")
-        return upstream
-
-
-class StageTasks:
-    """The task count each dedup pass has under a config (for precondition checks)."""
-
-    @staticmethod
-    def expected(stage: _DedupPass, name: str) -> int:
-        if name == "dedup_sig":
-            return stage.shards
-        if name == "dedup_pairs":
-            return (stage.bands[0] + 1) * stage.conf.bucket_ranges
-        if name == "dedup_vreq":
-            return stage.shards
-        return stage.conf.components_partitions
+    def _require(self, upstream: Stage, what: str) -> None:
+        """``upstream`` (another dedup pass under this config) ran to completion with the task count
+        this config gives it."""
+        if not upstream.paths.meta.exists():
+            raise StageError(f"{self.name}: {what} has not run in {upstream.paths.root}; run the dedup "
+                             f"stage from its start")
+        require_complete(upstream.paths)
+        made = read_json(upstream.paths.meta)["tasks"]
+        if made != upstream.num_tasks:
+            raise StageError(f"{self.name}: {upstream.paths.root} was made with {made} tasks, this config "
+                             f"needs {upstream.num_tasks}; rerun dedup in a fresh workdir or with the "
+                             f"config it was made with")
 
 
 # --- 1. signatures -----------------------------------------------------------------------------------
@@ -267,7 +259,7 @@ class DedupPairsStage(_DedupPass):
         return (self.bands[0] + 1) * self.conf.bucket_ranges
 
     def check_inputs(self) -> None:
-        self._require("dedup_sig", "the signature pass")
+        self._require(DedupSignatureStage(self.cfg), "the signature pass")
 
     def run_task(self, ctx: TaskContext) -> None:
         band, part = divmod(ctx.index, self.conf.bucket_ranges)
@@ -279,7 +271,7 @@ class DedupPairsStage(_DedupPass):
         table = pa.concat_tables(tables) if tables else BAND_SCHEMA.empty_table()
         bucket = table.column("bucket").to_numpy().astype(U64)
         label = _columns(table, LABEL)
-        order = np.lexsort((label[2], bucket))  # by bucket, then key
+        order = np.lexsort((label[KEY], bucket))  # by bucket, then key
         bucket = bucket[order]
         label = [c[order] for c in label]
         starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
@@ -293,9 +285,9 @@ class DedupPairsStage(_DedupPass):
         ctx.count("buckets_with_duplicates", int((sizes > 1).sum()))
         ctx.add("candidate_pairs", int(member.sum()))
         if self.conf.verify:  # to the verification pass: each pair, by the shards of its ends
-            ends = np.unique(np.concatenate([center[2] >> U64(32), other[2] >> U64(32)]))
+            ends = np.unique(np.concatenate([shard_of(center[KEY]), shard_of(other[KEY])]))
             for shard in ends:
-                mask = ((center[2] >> U64(32)) == shard) | ((other[2] >> U64(32)) == shard)
+                mask = (shard_of(center[KEY]) == shard) | (shard_of(other[KEY]) == shard)
                 _write_edges(center, other, mask, ctx.output(f"s{int(shard):05d}/{ctx.index:05d}.parquet"))
         else:
             write_graph_edges(ctx, center, other, self.conf.components_partitions)
@@ -309,7 +301,7 @@ def _write_edges(src: list[np.ndarray], dst: list[np.ndarray], mask: np.ndarray,
 def write_graph_edges(ctx: TaskContext, a: list[np.ndarray], b: list[np.ndarray], parts: int) -> None:
     """Undirected edges a-b as directed edges both ways, in the folder of their source's partition."""
     for direction, (src, dst) in enumerate(((a, b), (b, a))):
-        where = partition_of(src[2], parts)
+        where = partition_of(src[KEY], parts)
         for p in np.unique(where):
             path = ctx.output(f"p{int(p):03d}/{ctx.index:05d}-{direction}.parquet")
             _write_edges(src, dst, where == p, path)
@@ -329,7 +321,7 @@ class DedupVerifyRequestStage(_DedupPass):
         return self.shards
 
     def check_inputs(self) -> None:
-        self._require("dedup_pairs", "the pairs pass")
+        self._require(DedupPairsStage(self.cfg), "the pairs pass")
 
     def run_task(self, ctx: TaskContext) -> None:
         parts = self.conf.components_partitions
@@ -337,13 +329,13 @@ class DedupVerifyRequestStage(_DedupPass):
         pairs = _read(sorted(folder.glob("*.parquet")), EDGE_SCHEMA)
         a, b = _columns(pairs, ("src_key",))[0], _columns(pairs, ("dst_key",))[0]
         where = partition_of(a, parts)
-        mine = (a >> U64(32)) == U64(ctx.index)
+        mine = shard_of(a) == U64(ctx.index)
         for q in np.unique(where[mine]):  # each pair is sent once, by the shard of its first end
             pq.write_table(pairs.filter(pa.array(mine & (where == q))),
                            ctx.output(f"q{int(q):03d}/pairs-{ctx.index:05d}.parquet"), compression="zstd")
         wanted: dict[int, set[int]] = {}  # row of this shard -> partitions that need its shingles
         for key, q in ((a, where), (b, where)):
-            inside = (key >> U64(32)) == U64(ctx.index)
+            inside = shard_of(key) == U64(ctx.index)
             for row, part in zip((key[inside] & U64(0xFFFFFFFF)).tolist(), q[inside].tolist(), strict=True):
                 wanted.setdefault(row, set()).add(part)
         out: dict[int, list[tuple[int, np.ndarray]]] = {}
@@ -351,9 +343,11 @@ class DedupVerifyRequestStage(_DedupPass):
         source = pq.ParquetFile(docs_files(self.workdir, self.shards)[ctx.index])
         for batch in source.iter_batches(BATCH_ROWS, columns=["text"]):
             for i, text in enumerate(batch.column(0).to_pylist()):
-                for q in wanted.get(row + i, ()):
+                parts_needing = wanted.get(row + i)
+                if parts_needing:
                     shingles = shingle_hashes(text or "", self.conf.ngram)
-                    out.setdefault(q, []).append(((ctx.index << 32) | (row + i), shingles))
+                    for q in parts_needing:
+                        out.setdefault(q, []).append(((ctx.index << 32) | (row + i), shingles))
             row += batch.num_rows
         ctx.count("documents_sent", sum(len(v) for v in out.values()))
         for q, docs in out.items():
@@ -373,7 +367,7 @@ class DedupVerifyStage(_DedupPass):
         return self.conf.components_partitions
 
     def check_inputs(self) -> None:
-        self._require("dedup_vreq", "the verification request pass")
+        self._require(DedupVerifyRequestStage(self.cfg), "the verification request pass")
 
     def run_task(self, ctx: TaskContext) -> None:
         folder = StagePaths(self.workdir, "dedup_vreq").root / f"q{ctx.index:03d}"
@@ -422,9 +416,12 @@ class DedupRoundStage(_DedupPass):
         return StagePaths(self.workdir, "dedup_verify" if self.conf.verify else "dedup_pairs")
 
     def check_inputs(self) -> None:
-        self._require(self.edges.stage, "the verification pass" if self.conf.verify else "the pairs pass")
+        if self.conf.verify:
+            self._require(DedupVerifyStage(self.cfg), "the verification pass")
+        else:
+            self._require(DedupPairsStage(self.cfg), "the pairs pass")
         if self.round > 1:
-            self._require(f"dedup_cc{self.round - 1:02d}", f"round {self.round - 1}")
+            self._require(DedupRoundStage(self.cfg, self.round - 1), f"round {self.round - 1}")
 
     def _edges(self, index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         folder = self.edges.root / f"p{index:03d}"
@@ -436,8 +433,8 @@ class DedupRoundStage(_DedupPass):
         src, dst = self._edges(ctx.index)
         if self.round == 1:
             # every node starts with its own label, and hears its neighbours' own labels
-            old_node, old = _best_per_node(src[2], src)
-            offered_node = np.concatenate([src[2], old_node])
+            old_node, old = _best_per_node(src[KEY], src)
+            offered_node = np.concatenate([src[KEY], old_node])
             offered = [np.concatenate([d, o]) for d, o in zip(dst, old, strict=True)]
         else:
             previous_paths = StagePaths(self.workdir, f"dedup_cc{self.round - 1:02d}")
@@ -455,18 +452,18 @@ class DedupRoundStage(_DedupPass):
             offered = [np.concatenate([o, i]) for o, i in zip(old, _columns(inbox, LABEL), strict=True)]
         node, best = _best_per_node(offered_node, offered)
         assert np.array_equal(node, old_node), "a message reached a node this partition does not hold"
-        changed = best[2] != old[2]
+        changed = best[KEY] != old[KEY]
         ctx.count("nodes", len(node))
         ctx.count("changed", int(changed.sum()))
-        order = np.argsort(node >> U64(32), kind="stable")  # by shard, for the filter pass
-        columns = [pa.array((node[order] >> U64(32)).astype(np.uint32)), pa.array(node[order], pa.uint64()),
+        order = np.argsort(shard_of(node), kind="stable")  # by shard, for the filter pass
+        columns = [pa.array(shard_of(node[order]).astype(np.uint32)), pa.array(node[order], pa.uint64()),
                    *[pa.array(c[order], pa.uint64()) for c in best]]
         pq.write_table(pa.table(columns, schema=LABELS_SCHEMA),
                        ctx.output(f"labels/part-{ctx.index:05d}.parquet"), compression="zstd")
         # changed labels travel along every edge leaving a changed node
-        position = np.searchsorted(node, src[2])
+        position = np.searchsorted(node, src[KEY])
         leaving = changed[position]
-        targets = dst[2][leaving]
+        targets = dst[KEY][leaving]
         sent = [c[position[leaving]] for c in best]
         ctx.add("messages", len(targets))
         where = partition_of(targets, parts)
@@ -492,9 +489,10 @@ class DedupFilterStage(_DedupPass):
         return StagePaths(self.workdir, f"dedup_cc{self.conf.max_rounds:02d}")
 
     def check_inputs(self) -> None:
-        self._require(self.last_round.stage, "the last components round")
+        self._require(DedupRoundStage(self.cfg, self.conf.max_rounds), "the last components round")
 
-    def _labels(self, shard: int) -> dict[int, tuple[int, int, int]]:
+    def _labels(self, shard: int) -> dict[int, tuple[int, int]]:
+        """node -> (key of its label, exact hash of its label) for the graph nodes of ``shard``."""
         folder = self.last_round.root / "labels"
         table = _read(sorted(folder.glob("*.parquet")), LABELS_SCHEMA, [("shard", "=", shard)])
         node, key, exact = _columns(table, ("node", "key", "exact"))

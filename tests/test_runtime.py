@@ -165,7 +165,9 @@ def test_kill_between_commit_and_marker_leaves_no_stale_shard(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_ctrl_c_stops_promptly_and_rerun_finishes(tmp_path):
-    make_corpus(tmp_path / "corpus", docs=3200, row_group_size=200, seed=5)
+    # Tasks of ~0.25 s: a test process descheduled for a moment must not see all 8 finish (with
+    # 3,200 documents, 50 ms tasks did on a loaded CI machine).
+    make_corpus(tmp_path / "corpus", docs=16000, row_group_size=1000, seed=5)
     paths = StagePaths(tmp_path, "tokenize")
     proc = subprocess.Popen(pipeline_cmd(tmp_path), cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

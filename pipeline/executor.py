@@ -6,10 +6,12 @@ either. SLURM is the distributed engine (through submitit); there is no home-mad
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
+import signal
 from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -57,6 +59,41 @@ def _stage_failed(stage: Stage, failures: list[str]) -> StageError:
                       + "\nfinished tasks are kept; rerun the same command to retry the rest")
 
 
+# Ctrl-C in a worker: the task it runs gets KeyboardInterrupt, and the worker refuses every task
+# still in the pool's call queue, which cancel_futures cannot reach (a worker that finished or lost
+# its task would otherwise start the next one, and the interrupted run would linger for it).
+_interrupted = False
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    global _interrupted
+    if _interrupted:  # the terminal's and the parent's: one interrupt is enough
+        return
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _run_in_worker(stage: Stage, index: int) -> dict[str, Any]:
+    if _interrupted:
+        raise KeyboardInterrupt(f"task {index} not started: the run was interrupted")
+    return runtime.run_task(stage, index)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued tasks and pass a Ctrl-C on to the workers (a terminal sends it to them too;
+    ``kill -INT`` of the driver does not)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # (3.14: terminate_workers)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive() and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGINT)
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine; stages run one after another."""
 
@@ -77,10 +114,11 @@ class LocalExecutor(Executor):
 
     def _run_tasks(self, stage: Stage, pending: list[int]) -> None:
         workers = min(self.cfg.workers or os.cpu_count() or 1, len(pending))
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method),
+                                   initializer=_init_worker)
         failures: list[str] = []
         try:
-            futures = {pool.submit(runtime.run_task, stage, i): i for i in pending}
+            futures = {pool.submit(_run_in_worker, stage, i): i for i in pending}
             with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
                 for future in as_completed(futures):
                     err = future.exception()
@@ -91,7 +129,7 @@ class LocalExecutor(Executor):
                     if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
                         break
         except BaseException:  # Ctrl-C: drop queued tasks instead of running them all first
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
             raise
         pool.shutdown(wait=True, cancel_futures=True)
         if failures:

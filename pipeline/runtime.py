@@ -205,6 +205,7 @@ def run_task(stage: Stage, index: int) -> dict[str, Any]:
             started = time.time()
             logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
                         socket.gethostname(), os.getpid())
+            _test_gate(stage.name, index)
             stage.run_task(ctx)
             outputs = _commit_outputs(ctx)
             stats = {
@@ -329,6 +330,32 @@ def require_complete(upstream: StagePaths) -> None:
             f"input stage {upstream.stage} ({upstream.root}) is incomplete: tasks "
             f"{_ranges(missing)} of {tasks} have not finished; run it to completion first"
         )
+
+
+# Interruption tests (tests/helpers.py ``TaskGate``) act while a known task is known to be running,
+# instead of betting on how long tasks take: CI machines are shared, and a race that a quiet machine
+# wins is lost on a busy one. Unset, as everywhere outside the tests, the gate costs one lookup.
+TEST_GATE_ENV = "WEBTEXT_TASK_GATE"
+TEST_GATE_LIMIT_S = 600
+
+
+def _test_gate(stage: str, index: int) -> None:
+    """With ``$WEBTEXT_TASK_GATE`` naming a folder, announce this task there and obey its holds.
+
+    The task touches ``<stage>.<index>.started``; if ``<stage>.hold`` exists it then waits until
+    ``<stage>.<index>.go`` appears or the hold is removed (the whole stage released).
+    """
+    folder = os.environ.get(TEST_GATE_ENV)
+    if not folder:
+        return
+    gate = Path(folder)
+    (gate / f"{stage}.{index}.started").touch()
+    hold, go = gate / f"{stage}.hold", gate / f"{stage}.{index}.go"
+    deadline = time.monotonic() + TEST_GATE_LIMIT_S
+    while hold.exists() and not go.exists():
+        if time.monotonic() > deadline:  # the test that held it is gone: do not linger forever
+            raise StageError(f"task {index} of {stage} held at the test gate {gate} for too long")
+        time.sleep(0.005)
 
 
 def _ranges(numbers: list[int]) -> str:

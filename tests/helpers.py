@@ -22,6 +22,7 @@ from pipeline.config import (
     TokenizeConfig,
 )
 from pipeline.executor import LocalExecutor
+from pipeline.runtime import TEST_GATE_ENV
 from pipeline.schema import validate
 from pipeline.tokenize import TokenizeStage, read_shard
 from tests.conftest import REPO
@@ -57,15 +58,64 @@ def documents(stream: np.ndarray) -> list[str]:
     return [enc.decode(stream[a + 1:b].tolist()) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def kill_part_way(command: list[str], ready: Callable[[], bool], timeout_s: float = 120) -> None:
-    """Run ``command`` (with its workers) and SIGKILL the whole process group once ``ready()``."""
-    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout_s
-    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+class TaskGate:
+    """Holds pipeline tasks at their start, so a test acts while a known task is known to be running.
+
+    The runtime obeys it when ``$WEBTEXT_TASK_GATE`` names its folder (``runtime._test_gate``): every
+    task announces itself, and a task of a held stage waits until the test releases it.
+    """
+
+    def __init__(self, folder: Path, hold: tuple[str, ...] = ()) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for stage in hold:
+            (folder / f"{stage}.hold").touch()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, TEST_GATE_ENV: str(self.folder)}
+
+    def release(self, stage: str, *indices: int) -> None:
+        for index in indices:
+            (self.folder / f"{stage}.{index}.go").touch()
+
+    def open(self, stage: str) -> None:
+        """Release every task of ``stage``, now and later."""
+        (self.folder / f"{stage}.hold").unlink(missing_ok=True)
+
+    def started(self, stage: str) -> set[int]:
+        """The tasks of ``stage`` that have started (held ones included)."""
+        return {int(p.name.split(".")[-2]) for p in self.folder.glob(f"{stage}.*.started")}
+
+
+def start(command: list[str], gate: TaskGate | None = None) -> subprocess.Popen[str]:
+    """Start ``command`` in a session of its own (so its workers can be signalled with it)."""
+    return subprocess.Popen(command, cwd=REPO, start_new_session=True, env=gate.env() if gate else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool], limit_s: float = 240) -> None:
+    """Wait until ``ready()``: an event the test controls, so how long it takes proves nothing.
+
+    ``limit_s`` only keeps a broken run from hanging the suite; reaching it, or ``proc`` ending
+    first, fails the test with the command's output.
+    """
+    deadline = time.monotonic() + limit_s
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            output = proc.communicate(timeout=60)[0]
+            raise AssertionError(f"the awaited state never came (exit status {proc.returncode}):\n"
+                                 f"{output[-3000:]}")
         time.sleep(0.01)
+
+
+def kill_part_way(command: list[str], ready: Callable[[], bool], gate: TaskGate | None = None) -> None:
+    """Run ``command`` (with its workers) under ``gate`` and SIGKILL the whole group once ``ready()``."""
+    proc = start(command, gate)
+    wait_for(proc, ready)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.communicate(timeout=60)
 
 
 Responder = Callable[[str, str], tuple[int, str, bytes]]

@@ -213,7 +213,7 @@ def test_sigkill_part_way_then_rerun_gives_identical_corpus(tmp_path: Path, plan
     from pipeline.paths import StagePaths
     from pipeline.runtime import completed_tasks
     from tests.conftest import REPO, stage_outputs
-    from tests.helpers import kill_part_way
+    from tests.helpers import TaskGate, kill_part_way
 
     docs, _ = planted
 
@@ -226,10 +226,13 @@ def test_sigkill_part_way_then_rerun_gives_identical_corpus(tmp_path: Path, plan
         write_docs(tmp_path / name, docs)
     clean = subprocess.run(command(tmp_path / "clean"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0, clean.stderr
-    round1 = StagePaths(tmp_path / "killed", "dedup_cc01")
-    final = StagePaths(tmp_path / "killed", "dedup")
-    kill_part_way(command(tmp_path / "killed"), lambda: len(completed_tasks(round1)) == 3)
-    assert len(completed_tasks(final)) < SHARDS, "the kill should land before the dedup filter is done"
+    round1, round2 = (StagePaths(tmp_path / "killed", f"dedup_cc0{n}") for n in (1, 2))
+    gate = TaskGate(tmp_path / "gate", hold=("dedup_cc02",))
+    gate.release("dedup_cc02", 0)  # the kill lands in the second round, with its task 1 held running
+    kill_part_way(command(tmp_path / "killed"),
+                  lambda: len(completed_tasks(round1)) == 3 and 1 in gate.started("dedup_cc02"), gate)
+    assert completed_tasks(round2) <= {0}
+    assert not completed_tasks(StagePaths(tmp_path / "killed", "dedup")), "the filter ran before round 2"
     rerun = subprocess.run(command(tmp_path / "killed"), cwd=REPO, capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -21,7 +21,7 @@ from pipeline.sample import documents
 from pipeline.sample.server import article_page
 from tests.conftest import REPO, stage_outputs
 from tests.dumps import lines
-from tests.helpers import kill_part_way, loopback_site
+from tests.helpers import TaskGate, kill_part_way, loopback_site
 
 GERMAN = (
     "Die Stadtbibliothek verleiht seit diesem Frühjahr nicht nur Bücher, sondern auch Saatgut. "
@@ -205,8 +205,10 @@ def test_sigkill_part_way_then_rerun_gives_identical_docs(server, tmp_path):
         shutil.copytree(tmp_path / "clean" / folder, killed / folder)
     docs = StagePaths(killed, "extract")
     extract_only = [*command(killed, dump), "stages=[extract]"]
-    kill_part_way(extract_only, lambda: len(completed_tasks(docs)) >= 1)
-    assert len(completed_tasks(docs)) < 2, "the kill should land during extract"
+    gate = TaskGate(tmp_path / "gate", hold=("extract",))
+    gate.release("extract", 0)  # task 0 finishes; task 1 is held running when the kill comes
+    kill_part_way(extract_only, lambda: completed_tasks(docs) == {0} and 1 in gate.started("extract"), gate)
+    assert completed_tasks(docs) == {0}
     rerun = subprocess.run(extract_only, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert stage_outputs(docs.root) == stage_outputs(StagePaths(tmp_path / "clean", "extract").root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,9 +21,40 @@ from tests.helpers import kill_part_way, loopback_site
 HOSTS = [f"site{i}.test" for i in range(24)]
 
 
+class Valve:
+    """Lets a set number of page requests through, then holds the rest until opened: a crawl can be
+    killed with a known part of it done, however fast or slow the machine is."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.opened = threading.Event()
+        self.opened.set()
+        self.budget = 0
+
+    def close_after(self, pages: int) -> None:
+        with self.lock:
+            self.budget = pages
+            self.opened.clear()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def pass_one(self) -> None:
+        with self.lock:
+            self.budget -= 1
+            through = self.budget >= 0 or self.opened.is_set()
+        if not through:
+            self.opened.wait(timeout=300)
+
+
+VALVE = Valve()
+
+
 def slow_pages(path: str, host: str) -> tuple[int, str, bytes]:
     """Every path is a small HTML page, served after 20 ms; /gone/* is 404; robots allow all."""
     time.sleep(0.02)
+    if path != "/robots.txt":
+        VALVE.pass_one()
     if path == "/robots.txt":
         return 200, "text/plain", b"User-agent: *\nAllow: /\n"
     if path.startswith("/gone/"):
@@ -55,7 +87,8 @@ def command(workdir: Path, dump: Path) -> list[str]:
     return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links,fetch]",
             f"source.files=[{dump}]", "links.partitions=3", "executor.workers=3",
             "fetch.allow_private=true", f"fetch.hosts=[{hosts}]", "fetch.per_host_delay_s=0.02",
-            "fetch.concurrency=8", "fetch.flush_every=5", "fetch.timeout_s=10"]
+            "fetch.concurrency=8", "fetch.flush_every=5", "fetch.timeout_s=300",
+            "fetch.read_timeout_s=300"]  # held answers (see Valve) must not time out
 
 
 def outcomes(workdir: Path) -> dict[str, tuple]:
@@ -90,9 +123,14 @@ def test_sigkill_part_way_then_rerun_fetches_only_the_rest(server, tmp_path):
     def journaled() -> int:
         return sum(len(read_journal(p)) for p in journals.glob("*.jsonl")) if journals.is_dir() else 0
 
-    kill_part_way(command(workdir, dump), lambda: journaled() >= 120)
+    # 200 pages are answered, the rest held (each task journals all but at most 4 of its answers).
+    VALVE.close_after(200)
+    try:
+        kill_part_way(command(workdir, dump), lambda: journaled() >= 150)
+    finally:
+        VALVE.open()
     before = {int(p.stem): read_journal(p) for p in journals.glob("*.jsonl")}
-    assert 120 <= sum(map(len, before.values())) < 480, "the kill should land part-way"
+    assert 150 <= sum(map(len, before.values())) <= 200
 
     rerun = subprocess.run(command(workdir, dump), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

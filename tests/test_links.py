@@ -384,7 +384,7 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
     from pipeline.paths import StagePaths
     from pipeline.runtime import completed_tasks
     from tests.conftest import REPO, stage_outputs
-    from tests.helpers import kill_part_way
+    from tests.helpers import TaskGate, kill_part_way
 
     rng = random.Random(3)
     for month in range(1, 7):
@@ -401,8 +401,11 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
     assert clean.returncode == 0, clean.stderr
     killed = tmp_path / "killed"
     mapped = StagePaths(killed, "links_map")
-    kill_part_way(command(killed), lambda: len(completed_tasks(mapped)) >= 2)
-    assert 2 <= len(completed_tasks(mapped)) < 6
+    gate = TaskGate(tmp_path / "gate", hold=("links_map",))
+    gate.release("links_map", 0, 1)  # two map tasks finish; the third is held running when killed
+    kill_part_way(command(killed),
+                  lambda: completed_tasks(mapped) == {0, 1} and 2 in gate.started("links_map"), gate)
+    assert completed_tasks(mapped) == {0, 1}
     rerun = subprocess.run(command(killed), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     for stage in ("links_map", "links"):

@@ -95,43 +95,53 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
 
 
 class LocalExecutor(Executor):
-    """A process pool on this machine; stages run one after another."""
+    """A process pool on this machine; stages run one after another, in the same workers (started
+    once per run: a multi-pass stage such as dedup does not pay the interpreter start-up per pass)."""
 
     def __init__(self, cfg: LocalExecutorConfig) -> None:
         self.cfg = cfg
 
     def run(self, stages: list[Stage]) -> None:
-        for stage in stages:
-            stage.setup()
-            stage.check_inputs()
-            runtime.prepare(stage)
-            pending = runtime.pending_tasks(stage)
-            log.info("%s: %d of %d tasks to run", stage.name, len(pending), stage.num_tasks)
-            if pending:
-                self._run_tasks(stage, pending)
-            stats = runtime.finalize(stage)
-            log.info("%s: done; %s", stage.name, stats["counts"])
-
-    def _run_tasks(self, stage: Stage, pending: list[int]) -> None:
-        workers = min(self.cfg.workers or os.cpu_count() or 1, len(pending))
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method),
-                                   initializer=_init_worker)
-        failures: list[str] = []
+        pool: ProcessPoolExecutor | None = None
         try:
-            futures = {pool.submit(_run_in_worker, stage, i): i for i in pending}
-            with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
-                for future in as_completed(futures):
-                    err = future.exception()
-                    if err is None:
-                        bar.update()
-                        continue
-                    failures.append(_failure(stage, futures[future], err))
-                    if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
-                        break
-        except BaseException:  # Ctrl-C: drop queued tasks instead of running them all first
-            _stop_pool(pool)
+            for stage in stages:
+                stage.setup()
+                stage.check_inputs()
+                runtime.prepare(stage)
+                pending = runtime.pending_tasks(stage)
+                log.info("%s: %d of %d tasks to run", stage.name, len(pending), stage.num_tasks)
+                if pending:
+                    pool = pool or self._pool()
+                    self._run_tasks(pool, stage, pending)
+                stats = runtime.finalize(stage)
+                log.info("%s: done; %s", stage.name, stats["counts"])
+        except KeyboardInterrupt:  # Ctrl-C: drop queued tasks instead of running them all first
+            if pool is not None:
+                _stop_pool(pool)
+                pool = None
             raise
-        pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        # Workers start as tasks need them (spawn and forkserver), up to this many.
+        workers = self.cfg.workers or os.cpu_count() or 1
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method),
+                                   initializer=_init_worker)
+
+    def _run_tasks(self, pool: ProcessPoolExecutor, stage: Stage, pending: list[int]) -> None:
+        failures: list[str] = []
+        futures = {pool.submit(_run_in_worker, stage, i): i for i in pending}
+        with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
+            for future in as_completed(futures):
+                err = future.exception()
+                if err is None:
+                    bar.update()
+                    continue
+                failures.append(_failure(stage, futures[future], err))
+                if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
+                    break
         if failures:
             raise _stage_failed(stage, failures)
 

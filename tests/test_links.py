@@ -388,13 +388,13 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
 
     rng = random.Random(3)
     for month in range(1, 7):
-        items = [submission(rng, month * 10**5 + i) for i in range(12000)]
+        items = [submission(rng, month * 10**5 + i) for i in range(2000)]
         write_zst(tmp_path / f"RS_2017-{month:02d}.zst", lines(items), level=1)
 
     def command(workdir: Path) -> list[str]:
         return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links]",
                 f"source.files=[{tmp_path}/RS_2017-*.zst]", "links.partitions=6",
-                "links.map_buffer_rows=5000", "executor.workers=1"]
+                "links.map_buffer_rows=700", "executor.workers=1"]
 
     clean = subprocess.run(command(tmp_path / "clean"), cwd=REPO, capture_output=True, text=True,
                            timeout=300)

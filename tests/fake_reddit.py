@@ -138,7 +138,8 @@ class FakeReddit:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+        # poll_interval: how long stop() waits for serve_forever to notice the shutdown
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="fake-reddit", daemon=True)
         self._thread.start()
         return self

@@ -2,6 +2,10 @@
 
 Credentials travel the way praw reads them (praw_client_id / praw_client_secret environment
 variables, or a praw.ini site); praw's config is isolated from the user's own praw.ini.
+
+No test waits on the wall clock: the request timeout is a safety net far above any answer of the
+fake, and the rate-limit test runs prawcore's limiter on a virtual clock (``VirtualClock``) that
+records each wait instead of sleeping it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import prawcore.rate_limit
 import pytest
 import zstandard
 from praw.config import Config
@@ -52,9 +57,29 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeReddit
         yield server
 
 
+class VirtualClock:
+    """The clock of prawcore's ``RateLimiter`` (its ``time.monotonic_ns`` and ``time.sleep``): time
+    stands still except by sleeping, which returns at once. Each sleep is recorded with the number
+    of listing requests the fake had received by then, so a test sees when and how long praw waited,
+    exactly, without waiting."""
+
+    def __init__(self, fake: FakeReddit) -> None:
+        self.fake = fake
+        self.now_ns = 0
+        self.sleeps: list[tuple[float, int]] = []  # (seconds, listing requests received before)
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append((seconds, len(self.fake.listing_requests())))
+        self.now_ns += round(seconds * 1e9)
+
+
 def source(fake: FakeReddit, subreddits: list[str], listings: list[str] | None = None,
            **overrides: Any) -> RedditSourceConfig:
-    settings: dict[str, Any] = {"timeout_s": 5, "oauth_url": fake.url, "reddit_url": fake.url, **overrides}
+    # timeout_s: a safety net; the fake answers in milliseconds
+    settings: dict[str, Any] = {"timeout_s": 30, "oauth_url": fake.url, "reddit_url": fake.url, **overrides}
     return RedditSourceConfig(subreddits=subreddits, listings=listings or ["new"], **settings)
 
 
@@ -129,7 +154,10 @@ def test_listing_cap_of_1000(fake: FakeReddit, tmp_path: Path, caplog: pytest.Lo
     assert again["submissions_new"] == 1000 and "before reaching posts already archived" in caplog.text
 
 
-def test_rate_limit_wait_is_honoured(fake: FakeReddit, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_rate_limit_wait_is_honoured(fake: FakeReddit, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch):
+    clock = VirtualClock(fake)
+    monkeypatch.setattr(prawcore.rate_limit, "time", clock)
     fake.add_posts("alpha", 250)
     fake.throttle_once(reset_s=2)  # the first listing page says: window used up, resets in 2 s
 
@@ -137,9 +165,10 @@ def test_rate_limit_wait_is_honoured(fake: FakeReddit, tmp_path: Path, caplog: p
         counts = collect(source(fake, ["alpha"]), tmp_path / "archive", LOG)
 
     assert counts["submissions_new"] == 250 and counts["rate_limit_waits"] == 1
-    first, second, third = fake.listing_requests("alpha")
-    assert second.at - first.at >= 1.9  # prawcore slept until the reset before asking again
-    assert third.at - second.at < 1.0  # and not after an ordinary response
+    assert len(fake.listing_requests("alpha")) == 3
+    # prawcore slept until the reset after the first page, before asking again, and never after an
+    # ordinary response
+    assert clock.sleeps == [(2.0, 1)]
     assert "rate limit used up" in caplog.text and "waits 2 s" in caplog.text
 
 

@@ -2,6 +2,11 @@
 
 These pin the server's behaviour so that a failing crawler test (tests/test_fetch.py) points at the
 crawler, not at the server. They stay fast: the slow endpoints are read partially.
+
+Timing: the client's socket timeout (``SAFETY_S``) is a safety net far above any answer time, so a
+slow, busy machine cannot turn an answer into a timeout; where a short timeout is the point (a stall),
+it is set on the socket only once the answer so far has arrived, and the stall it must see lasts far
+longer. Waits for the server's side (a handler ending) use ``server.wait_for``, which returns at the event.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tests.web_server import (
     BINARY,
     BOMB_SIZE,
     CP1252_HTML,
+    DRIP_INTERVAL_S,
     DRIP_START,
     FORBIDDEN,
     FORBIDDEN_V6,
@@ -49,6 +55,8 @@ from tests.web_server import (
     refused_url,
 )
 
+SAFETY_S = 30.0  # socket timeout of every request: only a hang reaches it
+
 
 @dataclass
 class Answer:
@@ -63,21 +71,30 @@ def server() -> Iterator[WebServer]:
         yield srv
 
 
-def open_response(url: str, timeout: float = 3.0, headers: dict[str, str] | None = None,
+def open_response(url: str, timeout: float = SAFETY_S, headers: dict[str, str] | None = None,
                   method: str = "GET") -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     """Send one request (no redirects followed, no decoding); the caller reads and closes."""
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
+        conn.connect()
+        sock = conn.sock  # kept: getresponse() forgets it when the server closes after the answer
         conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
-        return conn, conn.getresponse()
+        response = conn.getresponse()
+        response.sock = sock  # type: ignore[attr-defined]  # for set_read_timeout
+        return conn, response
     except BaseException:
         conn.close()
         raise
 
 
-def get(url: str, timeout: float = 3.0, **kwargs: object) -> Answer:
+def set_read_timeout(response: http.client.HTTPResponse, seconds: float) -> None:
+    """From now on, a read of ``response`` that gets no byte for ``seconds`` raises TimeoutError."""
+    response.sock.settimeout(seconds)  # type: ignore[attr-defined]
+
+
+def get(url: str, timeout: float = SAFETY_S, **kwargs: object) -> Answer:
     conn, response = open_response(url, timeout, **kwargs)  # type: ignore[arg-type]
     try:
         body = response.read()
@@ -170,9 +187,10 @@ def test_flaky_fails_then_answers_and_resets(server: WebServer) -> None:
 def test_sleep_answers_late(server: WebServer) -> None:
     start = time.monotonic()
     assert get(server.url("/sleep/0.2")).status == 200
-    assert time.monotonic() - start >= 0.2
+    assert time.monotonic() - start >= 0.2  # a lower bound: a slow machine only adds to it
+    # The answer would come after 30 s, 100 times the client's timeout: only the timeout can end this.
     with pytest.raises(TimeoutError):
-        get(server.url("/sleep/3"), timeout=0.3)
+        get(server.url("/sleep/30"), timeout=0.3)
 
 
 # --- redirects -------------------------------------------------------------------------------------
@@ -265,31 +283,35 @@ def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(server: WebServer) -> 
 
 
 def test_huge_content_length_then_stall(server: WebServer) -> None:
-    conn, response = open_response(server.url("/huge-length"), timeout=0.3)
+    conn, response = open_response(server.url("/huge-length"))
     try:
         assert response.getheader("Content-Length") == str(HUGE_LENGTH)
         assert len(response.read(1024)) == 1024
+        set_read_timeout(response, 0.3)  # the stall lasts until the client leaves: nothing comes
         with pytest.raises(TimeoutError):
             response.read(1)
     finally:
+        response.close()
         conn.close()
 
 
-def test_drip_sends_a_byte_every_half_second(server: WebServer) -> None:
-    conn, response = open_response(server.url("/drip"), timeout=2.0)
+def test_drip_sends_a_byte_every_interval(server: WebServer) -> None:
+    dots = 5
+    start = time.monotonic()  # before the request: the server cannot send dot k sooner than k intervals later
+    conn, response = open_response(server.url("/drip"))
     try:
         assert response.getheader("Content-Type", "").startswith("text/html")
         assert response.read(len(DRIP_START)) == DRIP_START
-        start = time.monotonic()
-        assert response.read(1) == b"."
-        assert 0.2 <= time.monotonic() - start <= 1.5
+        assert [response.read(1) for _ in range(dots)] == [b"."] * dots
+        took = time.monotonic() - start
+        # Lower bound: exact (asyncio never wakes early). Upper bound: only that the bytes keep
+        # coming, with seconds to spare for a slow machine (a stalled drip would take forever).
+        assert dots * DRIP_INTERVAL_S - 0.01 <= took < dots * DRIP_INTERVAL_S + 5.0
     finally:
         response.close()
         conn.close()
-    deadline = time.monotonic() + 2  # the handler notices the client left at its next write
-    while server.requests("/drip")[-1].ended is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.requests("/drip")[-1].ended is not None
+    # the handler notices the client left at its next write
+    assert server.wait_ended("/drip"), "the drip handler still runs after its client left"
 
 
 def test_endless_body_streams_without_length(server: WebServer) -> None:
@@ -302,10 +324,9 @@ def test_endless_body_streams_without_length(server: WebServer) -> None:
     finally:
         response.close()
         conn.close()
-    deadline = time.monotonic() + 2
-    while server.requests("/endless")[-1].ended is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.requests("/endless")[-1].ended is not None and server.active_streams == 0
+    assert server.wait_ended("/endless"), "the endless handler still runs after its client left"
+    # every stream of this module's server (drip, huge-length, endless) ends once its client left
+    assert server.wait_for(lambda: server.active_streams == 0), f"{server.active_streams} streams left"
 
 
 # --- other URLs and the lifecycle ------------------------------------------------------------------
@@ -327,19 +348,19 @@ def test_stops_quickly_while_streaming() -> None:
     held: list[tuple[http.client.HTTPConnection, http.client.HTTPResponse | None]] = []
     try:
         for path in ("/drip", "/endless", "/huge-length"):
-            conn, response = open_response(server.url(path), timeout=2.0)
+            conn, response = open_response(server.url(path))
             response.read(len(DRIP_START))  # then never again: /endless blocks on a full buffer
             held.append((conn, response))  # a dropped response closes its socket
-        sleeper = http.client.HTTPConnection(MAIN, server.port, timeout=2.0)
-        sleeper.request("GET", "/sleep/10")  # a handler in the middle of its wait
+        sleeper = http.client.HTTPConnection(MAIN, server.port, timeout=SAFETY_S)
+        sleeper.request("GET", "/sleep/60")  # a handler in the middle of its wait
         held.append((sleeper, None))
-        deadline = time.monotonic() + 3
-        while (server.active_streams < 3 or not server.requests("/sleep/10")) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.active_streams == 3 and server.requests("/sleep/10")[0].ended is None
+        assert server.wait_for(lambda: server.active_streams == 3 and bool(server.requests("/sleep/60")))
+        assert server.requests("/sleep/60")[0].ended is None
+        # Left alone, the sleeper would answer after 60 s and the streams run for STREAM_LIMIT_S (60 s):
+        # a stop in under 10 s can only be stop() ending them (it usually takes well under a second).
         start = time.monotonic()
-        server.stop()
-        assert time.monotonic() - start < 5.0
+        server.stop(timeout=30.0)
+        assert time.monotonic() - start < 10.0
     finally:
         for conn, response in held:
             if response is not None:

@@ -30,8 +30,9 @@ Pages (keep them; ``bytes`` is the body length after decoding the content coding
 - ``/article``: a ~150 KB HTML article, ``text/html; charset=utf-8`` (body: ``ARTICLE_HTML``);
 - ``/page/<name>``: a small HTML page, body ``page_html(name)``; ``/private/<name>`` the same
   (disallowed on RESTRICTED);
-- ``/sleep/<seconds>``: a small page sent after ``<seconds>`` (at most 10). ``/sleep/3`` is the slow
-  server that a short ``read_timeout_s`` must cut (``timeout``);
+- ``/sleep/<seconds>``: a small page sent after ``<seconds>`` (at most ``MAX_SLEEP_S``, 60; ``stop()``
+  ends the wait). ``/sleep/30`` is the slow server that a short ``read_timeout_s`` must cut
+  (``timeout``): the answer is far enough away that only the read timeout can end the request;
 - ``/encoded/gzip``: a small page with ``Content-Encoding: gzip`` (decode it; ``page_html("gzip")``);
   ``/encoded/br``: the same with brotli, only when brotli is installed (``HAS_BROTLI``; else 404);
 - ``/untyped/html``: HTML with NO Content-Type header, starting with ``<!DOCTYPE html>``: sniff it
@@ -66,8 +67,9 @@ Redirects (``redirects`` lists the URLs followed; at most ``max_redirects``):
 
 Bodies that must be cut (the server side of each is bounded by ``STREAM_LIMIT_S`` and by ``stop()``):
 
-- ``/drip``: a valid HTML start, then one byte every 0.5 s forever: only the total deadline
-  ``timeout_s`` ends it (``timeout``);
+- ``/drip``: a valid HTML start, then one byte every ``DRIP_INTERVAL_S`` (0.1 s) forever: a read
+  timeout well above the interval never fires, only the total deadline ``timeout_s`` ends it
+  (``timeout``);
 - ``/endless``: ``text/html``, 64 KiB chunks forever, chunked, no Content-Length: stop at
   ``max_bytes`` (``too_large``);
 - ``/bomb/gzip``: ``Content-Encoding: gzip``, ~1 MB on the wire (honest Content-Length) that inflates
@@ -85,9 +87,15 @@ Other URLs: ``refused_url()`` (connection refused: ``connection_error``), ``UNRE
 
 Every request is logged: ``server.requests(path=None, ip=None, prefix=None)`` gives ``Recorded``
 entries (method, the IP it arrived on, Host header, path, query, user agent, status, and
-``time.monotonic()`` of its arrival and of its handler's end: ``ended`` stays None while it runs);
+``time.monotonic()`` of its arrival and of its handler's end: ``ended`` stays None while it runs;
+it is set before the response is sent, so once a client has an answer, its request has ended);
 ``server.pages(ip)`` leaves out robots.txt; ``server.clear_log()``, ``server.reset_counters()``.
 ``server.active_streams`` counts drip/endless/huge-length responses still being sent.
+
+Tests wait on events, not on sleeps: ``server.wait_for(condition, timeout)`` blocks until
+``condition()`` holds, re-checking it each time a request arrives or ends or a stream starts or ends
+(the timeout is only a safety net: it returns as soon as the condition holds);
+``server.wait_ended(path)`` waits until every request of ``path`` (at least one) has ended.
 
 Use::
 
@@ -104,7 +112,8 @@ or as a pytest fixture::
 
 ``stop()`` (and leaving the ``with``) returns within about a second even while clients hold endless
 responses open: it ends them, aborts every connection, and raises if the thread is still alive
-after 5 s. ``server.ipv6`` says whether ``[::1]`` is served; ``server.listening`` lists the addresses.
+after 15 s (a safety net far above the usual time, so that a busy machine does not trip it).
+``server.ipv6`` says whether ``[::1]`` is served; ``server.listening`` lists the addresses.
 """
 
 from __future__ import annotations
@@ -138,11 +147,11 @@ UNRESOLVABLE_URL = "http://no-such-host.invalid/"
 METADATA_URL = "http://169.254.169.254/latest/meta-data/"
 
 STREAM_LIMIT_S = 60.0  # an endless response ends on its own after this long (safety net)
-DRIP_INTERVAL_S = 0.5
+DRIP_INTERVAL_S = 0.1  # far below any read timeout a test sets: only a total deadline ends /drip
 ENDLESS_CHUNK = 64 << 10
 HUGE_LENGTH = 10 << 30
 BOMB_SIZE = 1 << 30
-MAX_SLEEP_S = 10.0
+MAX_SLEEP_S = 60.0
 _STRIP_TYPE = "X-Test-Strip-Content-Type"  # marker: on_response_prepare removes Content-Type
 
 try:
@@ -384,6 +393,7 @@ class WebServer:
         self._log: list[Recorded] = []
         self._counters: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition()  # notified when the log or the streams change
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -436,9 +446,31 @@ class WebServer:
         with self._lock:
             return len(self._streams)
 
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Wait until ``condition()`` holds; False if it still does not after ``timeout`` seconds.
+
+        ``condition`` is checked now and again each time a request arrives or ends, or a stream
+        starts or ends; the timeout is a safety net (a passing test never waits for it).
+        """
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
+
+    def wait_ended(self, path: str, timeout: float = 30.0) -> bool:
+        """Wait until ``path`` was requested and every request of it has ended (its handler returned)."""
+        def ended() -> bool:
+            found = self.requests(path)
+            return bool(found) and all(r.ended is not None for r in found)
+
+        return self.wait_for(ended, timeout)
+
+    def _notify(self) -> None:
+        """Wake ``wait_for``: the log or the streams changed (called without ``_lock`` held)."""
+        with self._changed:
+            self._changed.notify_all()
+
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> WebServer:
+    def start(self, timeout: float = 30.0) -> WebServer:
         """Bind the port on every address and serve from a daemon thread (once per object)."""
         if self._thread is not None or self._ready.is_set():
             raise RuntimeError("a WebServer starts once; make a new one")
@@ -456,7 +488,7 @@ class WebServer:
             raise RuntimeError(f"web server did not start: {self._error!r}")
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """Stop serving: endless handlers end, open connections are closed; raises after ``timeout``."""
         thread, loop, stopping = self._thread, self._loop, self._stopping
         if thread is None:
@@ -517,7 +549,7 @@ class WebServer:
             await runner.cleanup()
             await self._close_connections()
 
-    async def _close_connections(self, timeout: float = 1.0) -> None:
+    async def _close_connections(self, timeout: float = 5.0) -> None:
         """Abort the connections still open, and let the loop run until their sockets are closed.
 
         A transport closes its socket in a loop callback (aiohttp forgets the transport as soon as it
@@ -592,6 +624,7 @@ class WebServer:
                           time.monotonic())
         with self._lock:
             self._log.append(record)
+        self._notify()
         try:
             response = await handler(request)
             record.status = response.status
@@ -601,6 +634,7 @@ class WebServer:
             raise
         finally:
             record.ended = time.monotonic()
+            self._notify()
 
     # --- handlers ---------------------------------------------------------------------------------
 
@@ -705,6 +739,7 @@ class WebServer:
         assert transport is not None
         with self._lock:
             self._streams.add(transport)
+        self._notify()
         try:
             await response.prepare(request)
             await asyncio.wait_for(body(response), STREAM_LIMIT_S)
@@ -713,6 +748,7 @@ class WebServer:
         finally:
             with self._lock:
                 self._streams.discard(transport)
+            self._notify()
         if length is not None or self._stopping_now():
             transport.abort()  # the promised length was never sent, or we are closing: do not linger
         return response

@@ -189,7 +189,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=300
-SchedulerParameters=sched_interval=2,bf_interval=5
+SchedulerParameters=sched_interval=1,bf_interval=5
 NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${real_mem} State=UNKNOWN
 PartitionName=${PARTITION} Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 EOF

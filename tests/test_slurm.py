@@ -179,7 +179,8 @@ def test_dedup_and_publish_on_slurm_equal_local(tmp_path):
         cfg = pipeline_config(tmp_path / name)
         cfg.stages = ["dedup", "publish"]
         cfg.links = LinksConfig(partitions=SHARDS)
-        cfg.dedup = DedupConfig(components_partitions=2, bucket_ranges=2, max_rounds=3)  # enough here
+        # bucket_ranges=1: 15 pairs tasks, not 30 (each array task starts an interpreter); 3 rounds suffice
+        cfg.dedup = DedupConfig(components_partitions=2, bucket_ranges=1, max_rounds=3)
         cfg.publish = PublishConfig(shard_mib=0.02, row_group_rows=5)
         executor = LocalExecutor(cfg.executor) if name == "local" else SlurmExecutor(slurm())
         executor.run(build(cfg.stages, cfg))

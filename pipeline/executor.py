@@ -74,7 +74,8 @@ def _on_sigint(signum: int, frame: object) -> None:
 
 
 def _init_worker() -> None:
-    signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup or `&` in a script: keep ignoring
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _run_in_worker(stage: Stage, index: int) -> dict[str, Any]:

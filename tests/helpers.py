@@ -88,9 +88,18 @@ class TaskGate:
 
 
 def start(command: list[str], gate: TaskGate | None = None) -> subprocess.Popen[str]:
-    """Start ``command`` in a session of its own (so its workers can be signalled with it)."""
+    """Start ``command`` in a session of its own (so its workers can be signalled with it).
+
+    SIGINT is reset to its default there, as for a command run in a terminal: a suite started in
+    the background of a script inherits SIGINT ignored, and so would the command.
+    """
     return subprocess.Popen(command, cwd=REPO, start_new_session=True, env=gate.env() if gate else None,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool], limit_s: float = 240) -> None:

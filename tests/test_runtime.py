@@ -187,3 +187,21 @@ def test_ctrl_c_stops_and_starts_no_queued_task_and_rerun_finishes(tmp_path, wor
     assert rerun.returncode == 0, rerun.stderr
     assert f"{8 - 1} of 8 tasks to run" in rerun.stdout + rerun.stderr
     assert completed_tasks(paths) == set(range(8))
+
+
+@pytest.mark.slow
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
+    """``nohup`` or ``&`` in a script starts a command with SIGINT ignored: workers ignore it too."""
+    make_corpus(tmp_path / "corpus", docs=400, row_group_size=50, seed=5)
+    paths = StagePaths(tmp_path, "tokenize")
+    gate = TaskGate(tmp_path / "gate", hold=("tokenize",))
+    gate.release("tokenize", 0)
+    proc = subprocess.Popen(pipeline_cmd(tmp_path), cwd=REPO, start_new_session=True, env=gate.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for(proc, lambda: completed_tasks(paths) == {0} and 1 in gate.started("tokenize"))
+    os.killpg(proc.pid, signal.SIGINT)  # delivered (and discarded) before the gate opens
+    gate.open("tokenize")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert completed_tasks(paths) == set(range(8))

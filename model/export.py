@@ -1,0 +1,49 @@
+"""``python -m model.export checkpoint=RUN_OR_CHECKPOINT out=DIR``: a Hugging Face GPT-2 folder.
+
+``checkpoint`` is a run folder (its newest complete checkpoint), a checkpoint or model folder
+(``model.safetensors`` + ``model.json``), or a Hugging Face folder. The result loads with
+``transformers.GPT2LMHeadModel.from_pretrained(DIR, local_files_only=True)`` and generates with
+``transformers.pipeline("text-generation", model=DIR)``, offline (``model/hf.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+from pipeline.schema import ConfigError, cli_help, param, parse_cli
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = param(MISSING, "run folder, checkpoint or model folder, or hf:DIR")
+    out: str = param(MISSING, "folder to write (replaced if it exists)")
+
+
+def main(argv: list[str]) -> int:
+    from model.hf import export
+    from model.weights import load_any, resolve
+
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli_help(ExportConfig, "python -m model.export"))
+        return 0
+    try:
+        cfg = parse_cli(argv, ExportConfig)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    try:
+        source = resolve(cfg.checkpoint)[1]
+        model = load_any(cfg.checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"checkpoint error: {err}", file=sys.stderr)
+        return 2
+    out = export(model, cfg.out)
+    print(f"exported {source} ({model.config.name}, {model.num_params():,} parameters) to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

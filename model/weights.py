@@ -1,0 +1,110 @@
+"""The model's own weights on disk, and finding them: what export, import and sampling read.
+
+A model folder holds ``model.safetensors`` (our parameter names and layout, the padded
+vocabulary, the tied matrix once) and ``model.json`` (the ``GPTConfig``). A training checkpoint is
+such a folder plus the trainer's state, under ``out_dir/checkpoints/step_NNNNNNN/``, complete once
+its ``COMPLETE`` marker exists (written last). Loading never unpickles code: safetensors and JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.config import GPTConfig
+from model.gpt2 import GPT
+from pipeline.schema import validate
+
+WEIGHTS = "model.safetensors"
+CONFIG = "model.json"
+COMPLETE = "COMPLETE"
+HF_PREFIX = "hf:"
+
+
+def save(model: GPT, folder: str | Path) -> Path:
+    """Write ``model`` to ``folder`` atomically: a temporary folder renamed into place."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(state_dict(model), str(tmp / WEIGHTS), metadata={"format": "pt"})
+    (tmp / CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The parameters to store: the tied output matrix is the token embedding, stored once."""
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def read_config(folder: Path) -> GPTConfig:
+    cfg = GPTConfig(**json.loads((folder / CONFIG).read_text()))
+    validate(cfg)
+    return cfg
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The model in a folder written by ``save`` (or a checkpoint), on ``device``, in eval mode."""
+    folder = Path(folder)
+    with torch.device("meta"):  # no initialization: every tensor comes from the file
+        model = GPT(read_config(folder))
+    state = load_file(str(folder / WEIGHTS), device=str(device))
+    expected = set(state_dict(model))
+    if state.keys() != expected:
+        missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+        raise ValueError(f"{folder / WEIGHTS} does not match {CONFIG}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    model.load_state_dict(state, strict=False, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # assign replaced wte's parameter: tie again
+    return model.eval()
+
+
+def newest_checkpoint(run: Path) -> Path | None:
+    """The newest complete ``step_*`` folder of a run folder's ``checkpoints/``."""
+    found = sorted(p for p in (run / "checkpoints").glob("step_*") if (p / COMPLETE).exists())
+    return found[-1] if found else None
+
+
+def resolve(spec: str | Path) -> tuple[str, Path]:
+    """What a ``checkpoint=`` value names: ``("ours", folder)`` or ``("hf", folder)``.
+
+    Accepted: a model or checkpoint folder; a run folder (its newest complete checkpoint); a
+    Hugging Face GPT-2 folder (``config.json`` and weights), optionally written ``hf:DIR``.
+    """
+    text = str(spec)
+    if text.startswith(HF_PREFIX):
+        return "hf", Path(text[len(HF_PREFIX):])
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {text}: no such file or folder")
+    if (path / WEIGHTS).exists() and (path / CONFIG).exists():
+        return "ours", path
+    if (path / "checkpoints").is_dir():
+        newest = newest_checkpoint(path)
+        if newest is None:
+            raise FileNotFoundError(f"checkpoint {text}: the run folder has no complete checkpoint "
+                                    f"(checkpoints/step_*/ with a {COMPLETE} marker)")
+        return "ours", newest
+    if (path / "config.json").exists():
+        return "hf", path
+    raise FileNotFoundError(f"checkpoint {text}: not a model folder ({WEIGHTS} + {CONFIG}), a run "
+                            "folder (checkpoints/), or a Hugging Face folder (config.json)")
+
+
+def load_any(spec: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The model a ``checkpoint=`` value names, ours or a Hugging Face folder, in eval mode."""
+    kind, folder = resolve(spec)
+    if kind == "hf":
+        from model.hf import load_hf
+
+        return load_hf(folder, device=device).eval()
+    return load(folder, device=device)

@@ -54,6 +54,9 @@ class TrainConfig:
     device: str = param("auto", "cuda, cpu, or auto (cuda when available)")
     dtype: str = param("bfloat16", "autocast dtype on GPU", choices=("float32", "bfloat16", "float16"))
     compile: bool = param(False, "torch.compile the model")
+    peak_tflops: float | None = param(None, "dense peak TFLOP/s of one device for MFU; null: looked up "
+                                      "from the device name (model/flops.py), none reported if unknown",
+                                      gt=0.0)
 
     def check(self) -> None:
         if self.total_batch_tokens % self.model.block_size:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -135,3 +136,64 @@ def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str
         elif a != b:
             changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changes
+
+
+def _accepts(annotation: Any, kind: type) -> bool:
+    return annotation is kind or kind in typing.get_args(annotation)
+
+
+def _cli_value(raw: str, annotation: Any, key: str) -> Any:
+    """``raw`` as the field's type. Text fields take the text exactly as given."""
+    if _accepts(annotation, type(None)) and raw.strip().lower() in ("null", "none"):
+        return None
+    if _accepts(annotation, str):
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if _accepts(annotation, bool) and isinstance(value, bool):
+        return value
+    if _accepts(annotation, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if _accepts(annotation, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    kinds = typing.get_args(annotation) or (annotation,)
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in kinds)
+    raise ConfigError(key, f"expected {names}, got {raw!r}")
+
+
+def cli_help(schema: type, prog: str) -> str:
+    """The fields of a flat schema with their defaults and docs, for ``--help``."""
+    lines = [f"usage: {prog} key=value ...", ""]
+    for f in dataclasses.fields(schema):
+        default = "(required)" if f.default in (dataclasses.MISSING, "???") else repr(f.default)
+        lines.append(f"  {f.name:<16} {default:<14} {f.metadata.get('doc', '')}")
+    return "\n".join(lines)
+
+
+def parse_cli(argv: list[str], schema: type[T]) -> T:
+    """``key=value`` arguments onto a flat schema, without Hydra's override grammar.
+
+    For commands whose values are free text (a prompt may hold commas, quotes, colons, brackets):
+    a text field takes everything after the first ``=`` as it is; other fields are read as YAML
+    scalars (``null`` for None). Unknown keys, missing required values and bad values raise
+    ``ConfigError`` naming the key; the object is validated like any other config.
+    """
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    given: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        if not sep:
+            raise ConfigError(arg, "expected key=value")
+        if key not in fields:
+            raise ConfigError(key, f"unknown key; known: {', '.join(fields)}")
+        given[key] = _cli_value(raw, hints[key], key)
+    for name, f in fields.items():
+        required = f.default in (dataclasses.MISSING, "???") and f.default_factory is dataclasses.MISSING
+        if name not in given and required:
+            raise ConfigError(name, "required, give it as key=value")
+    obj = schema(**given)
+    validate(obj)
+    return obj

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from pipeline.schema import ConfigError, cli_help, param, parse_cli
+from pipeline.schema import cli_config, param
 
 
 @dataclass
@@ -26,14 +26,7 @@ def main(argv: list[str]) -> int:
     from model.hf import export
     from model.weights import load_any, resolve
 
-    if any(a in ("-h", "--help") for a in argv):
-        print(cli_help(ExportConfig, "python -m model.export"))
-        return 0
-    try:
-        cfg = parse_cli(argv, ExportConfig)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    cfg = cli_config(argv, ExportConfig, "python -m model.export")
     try:
         source = resolve(cfg.checkpoint)[1]
         model = load_any(cfg.checkpoint)

@@ -197,3 +197,16 @@ def parse_cli(argv: list[str], schema: type[T]) -> T:
     obj = schema(**given)
     validate(obj)
     return obj
+
+
+def cli_config(argv: list[str], schema: type[T], prog: str) -> T:
+    """``parse_cli`` for entry points: ``--help`` prints the fields and exits 0; a bad value exits 2
+    with a message naming its key."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli_help(schema, prog))
+        sys.exit(0)
+    try:
+        return parse_cli(argv, schema)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -108,7 +108,9 @@ def run_folder(tiny, tmp_path_factory):
 ])
 def test_bad_values_name_the_key(run_folder, capsys, args, message):
     checkpoint = [] if message.startswith("checkpoint") else [f"checkpoint={run_folder}"]
-    assert main([*checkpoint, *args]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main([*checkpoint, *args])
+    assert stopped.value.code == 2
     assert message in capsys.readouterr().err
 
 

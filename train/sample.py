@@ -25,7 +25,7 @@ from omegaconf import MISSING
 
 from model.gpt2 import GPT
 from model.tokenizer import EOT_ID, gpt2_encoding
-from pipeline.schema import ConfigError, cli_help, param, parse_cli
+from pipeline.schema import ConfigError, cli_config, param
 
 log = logging.getLogger("webtext.sample")
 
@@ -123,11 +123,8 @@ def pick_device(device: str) -> torch.device:
 def main(argv: list[str]) -> int:
     from model.weights import load_any
 
-    if any(a in ("-h", "--help") for a in argv):
-        print(cli_help(SampleConfig, "python -m train.sample"))
-        return 0
+    cfg = cli_config(argv, SampleConfig, "python -m train.sample")
     try:
-        cfg = parse_cli(argv, SampleConfig)
         device = pick_device(cfg.device)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)

@@ -33,17 +33,22 @@ def save(model: GPT, folder: str | Path) -> Path:
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(state_dict(model), str(tmp / WEIGHTS), metadata={"format": "pt"})
-    (tmp / CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+    write_files(model, tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
 
 
+def write_files(model: GPT, folder: Path) -> None:
+    """``model.safetensors`` and ``model.json`` into ``folder`` (the caller makes it atomic)."""
+    save_file(state_dict(model), str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+
+
 def state_dict(model: GPT) -> dict[str, torch.Tensor]:
     """The parameters to store: the tied output matrix is the token embedding, stored once."""
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
 
 
 def read_config(folder: Path) -> GPTConfig:
@@ -58,7 +63,7 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     with torch.device("meta"):  # no initialization: every tensor comes from the file
         model = GPT(read_config(folder))
     state = load_file(str(folder / WEIGHTS), device=str(device))
-    expected = set(state_dict(model))
+    expected = {k for k in model.state_dict() if k != "lm_head.weight"}
     if state.keys() != expected:
         missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
         raise ValueError(f"{folder / WEIGHTS} does not match {CONFIG}: missing {missing[:5]}, "

@@ -205,7 +205,7 @@ def run_task(stage: Stage, index: int) -> dict[str, Any]:
             started = time.time()
             logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
                         socket.gethostname(), os.getpid())
-            _test_gate(stage.name, index)
+            hold_at_gate(stage.name, index)
             stage.run_task(ctx)
             outputs = _commit_outputs(ctx)
             stats = {
@@ -332,14 +332,15 @@ def require_complete(upstream: StagePaths) -> None:
         )
 
 
-# Interruption tests (tests/helpers.py ``TaskGate``) act while a known task is known to be running,
-# instead of betting on how long tasks take: CI machines are shared, and a race that a quiet machine
-# wins is lost on a busy one. Unset, as everywhere outside the tests, the gate costs one lookup.
+# Interruption tests (tests/helpers.py ``TaskGate``) act while a known task, training step or
+# checkpoint is known to be in progress, instead of betting on how long things take: CI machines are
+# shared, and a race that a quiet machine wins is lost on a busy one. Unset, as everywhere outside
+# the tests, the gate costs one environment lookup.
 TEST_GATE_ENV = "WEBTEXT_TASK_GATE"
 TEST_GATE_LIMIT_S = 600
 
 
-def _test_gate(stage: str, index: int) -> None:
+def hold_at_gate(stage: str, index: int) -> None:
     """With ``$WEBTEXT_TASK_GATE`` naming a folder, announce this task there and obey its holds.
 
     The task touches ``<stage>.<index>.started``; if ``<stage>.hold`` exists it then waits until

@@ -61,7 +61,7 @@ def documents(stream: np.ndarray) -> list[str]:
 class TaskGate:
     """Holds pipeline tasks at their start, so a test acts while a known task is known to be running.
 
-    The runtime obeys it when ``$WEBTEXT_TASK_GATE`` names its folder (``runtime._test_gate``): every
+    The runtime obeys it when ``$WEBTEXT_TASK_GATE`` names its folder (``runtime.hold_at_gate``): every
     task announces itself, and a task of a held stage waits until the test releases it.
     """
 

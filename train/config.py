@@ -37,11 +37,22 @@ class WandbConfig:
 
 
 @dataclass
+class EvalConfig:
+    hellaswag: str | None = param(None, "path of the official hellaswag_val.jsonl; null skips HellaSwag")
+    hellaswag_examples: int | None = param(None, "evaluate the first this many examples; null: all", ge=1)
+    sample_tokens: int = param(48, "tokens per text sample at each evaluation", ge=1)
+    prompts: list[str] = param(doc="fixed prompts sampled at each evaluation (greedy and sampled)",
+                               factory=lambda: ["The meaning of life is", "In a shocking finding,"])
+
+
+@dataclass
 class TrainConfig:
     model: GPTConfig = param(MISSING, "model shape (config group model/)")
     data: DataConfig = param(doc="training data", factory=DataConfig)
     optim: OptimConfig = param(doc="optimizer and learning-rate schedule", factory=OptimConfig)
     wandb: WandbConfig = param(doc="experiment tracking", factory=WandbConfig)
+    eval: EvalConfig = param(doc="evaluation beside the validation loss", factory=EvalConfig)
+    init_from: str = param("scratch", "scratch, or hf:DIR to start from a Hugging Face GPT-2 folder")
     out_dir: str = param("runs/default", "checkpoints, metrics and samples go here")
     seed: int = param(1337, "random seed (data order and initialisation)")
     micro_batch_size: int = param(16, "sequences per device per forward pass", ge=1)
@@ -50,6 +61,11 @@ class TrainConfig:
     eval_every_steps: int = param(250, "validate every this many steps", ge=1)
     eval_tokens: int = param(10_485_760, "validation tokens per evaluation", ge=1)
     checkpoint_every_steps: int = param(1000, "save a checkpoint every this many steps", ge=1)
+    keep_last: int = param(3, "newest checkpoints kept; older ones are deleted", ge=1)
+    keep_every_steps: int | None = param(None, "also keep every checkpoint whose step is a multiple of "
+                                         "this, for good; null: none", ge=1)
+    max_bad_steps: int = param(10, "non-finite loss or gradient steps in a row that stop the run", ge=1)
+    deterministic: bool = param(False, "deterministic algorithms only (bit-exact resume on CPU)")
     log_every_steps: int = param(10, "log training metrics every this many steps", ge=1)
     device: str = param("auto", "cuda, cpu, or auto (cuda when available)")
     dtype: str = param("bfloat16", "autocast dtype on GPU", choices=("float32", "bfloat16", "float16"))
@@ -64,6 +80,8 @@ class TrainConfig:
                 "total_batch_tokens",
                 f"{self.total_batch_tokens} is not a multiple of model.block_size={self.model.block_size}",
             )
+        if self.init_from != "scratch" and not self.init_from.startswith("hf:"):
+            raise ConfigError("init_from", f"scratch or hf:DIR, got {self.init_from!r}")
         if self.optim.warmup_steps > self.max_steps:
             raise ConfigError(
                 "optim.warmup_steps", f"{self.optim.warmup_steps} exceeds max_steps={self.max_steps}"

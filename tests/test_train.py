@@ -1,0 +1,136 @@
+"""The trainer end to end on CPU: it learns, it checkpoints, and a SIGKILLed run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from pipeline.tokenize import header
+from tests.conftest import REPO
+from tests.helpers import TaskGate, kill_part_way
+
+VOCAB = 512  # a small vocabulary keeps CPU steps fast; the network is GPT-2's
+
+
+def write_shard(path: Path, tokens: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        f.write(header(len(tokens)).tobytes())
+        f.write(tokens.astype(np.uint16).tobytes())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Token shards a model can learn from: 8 short "sentences" repeated in random order."""
+    folder = tmp_path_factory.mktemp("tokens")
+    rng = np.random.default_rng(0)
+    sentences = [rng.integers(1, VOCAB, size=rng.integers(5, 12)) for _ in range(8)]
+
+    def stream(n: int) -> np.ndarray:
+        parts = [np.concatenate([[0], sentences[rng.integers(0, 8)]]) for _ in range(n // 5)]
+        return np.concatenate(parts)[:n]
+
+    for name, n in (("train_000.bin", 12000), ("train_001.bin", 8000), ("val_000.bin", 3000)):
+        write_shard(folder / name, stream(n))
+    return folder
+
+
+def command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", "model=gpt2-tiny", f"data.dir={data}", f"out_dir={out}",
+            "model.block_size=32", f"model.vocab_size={VOCAB}", "micro_batch_size=4",
+            "total_batch_tokens=256",
+            "max_steps=12", "optim.warmup_steps=2", "optim.max_lr=1e-2", "log_every_steps=1",
+            "checkpoint_every_steps=4", "eval_tokens=256", "deterministic=true", *extra]
+
+
+def losses(out: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert len(steps) == len(set(steps)), "a step was logged twice"
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def final_weights(out: Path) -> dict:
+    return load_file(str(out / "checkpoints" / "step_0000012" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def clean(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    run = subprocess.run(command(data, out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_a_short_run_learns_and_checkpoints(clean):
+    curve = losses(clean)
+    assert sorted(curve) == list(range(1, 13))
+    assert curve[1] == pytest.approx(np.log(VOCAB), rel=0.05)  # a fresh model guesses uniformly
+    assert curve[12] < curve[1] - 1.0
+    assert sorted(p.name for p in (clean / "checkpoints").iterdir()) == [
+        "step_0000004", "step_0000008", "step_0000012"]  # keep_last=3
+    for step in (4, 8, 12):
+        folder = clean / "checkpoints" / f"step_{step:07d}"
+        assert {p.name for p in folder.iterdir()} == {
+            "model.safetensors", "model.json", "optimizer.pt", "trainer.pt", "rng_rank_0.pt", "config.yaml",
+            "COMPLETE"}
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_rerun_is_exact(data, clean, tmp_path):
+    out = tmp_path / "killed"
+    step = random.Random().randint(5, 11)  # any step: the gate makes it land there for sure
+    gate = TaskGate(tmp_path / "gate", hold=("train_step",))
+    gate.release("train_step", *range(step))
+    kill_part_way(command(data, out), lambda: step in gate.started("train_step"), gate)
+    assert not (out / "checkpoints" / "step_0000012").exists()
+    rerun = subprocess.run(command(data, out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from" in rerun.stdout + rerun.stderr
+    assert losses(out) == losses(clean), f"killed at step {step}"
+    ours, theirs = final_weights(out), final_weights(clean)
+    assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_checkpoint_is_written_keeps_the_last_good_one(data, clean, tmp_path):
+    out = tmp_path / "killed"
+    gate = TaskGate(tmp_path / "gate", hold=("checkpoint",))
+    gate.release("checkpoint", 4)  # step 4's checkpoint completes; step 8's is held half-made
+    kill_part_way(command(data, out), lambda: 8 in gate.started("checkpoint"), gate)
+    folders = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert folders == [".step_0000008.tmp", "step_0000004"], folders
+    rerun = subprocess.run(command(data, out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from" in rerun.stdout + rerun.stderr and "step 4" in rerun.stdout + rerun.stderr
+    assert losses(out) == losses(clean)
+    ours, theirs = final_weights(out), final_weights(clean)
+    assert all((ours[k] == theirs[k]).all() for k in ours)
+    assert not (out / "checkpoints" / ".step_0000008.tmp").exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_shape_is_refused(data, clean, tmp_path):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(clean, out)
+    run = subprocess.run(command(data, out, "model.n_layer=3", "max_steps=16"), cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 1
+    assert "model.n_layer: 2 -> 3" in run.stdout + run.stderr and "another run" in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_export_and_sample_from_the_run(clean, tmp_path):
+    export = subprocess.run([sys.executable, "-m", "model.export", f"checkpoint={clean}",
+                             f"out={tmp_path / 'hf'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0 and "step_0000012" in export.stdout, export.stderr
+    assert (tmp_path / "hf" / "model.safetensors").exists()

@@ -1,0 +1,324 @@
+"""The training loop: one process per device, DDP across them, exact resume from checkpoints.
+
+A step: this rank's micro-batches of the global batch (``train/data.py``), forward under autocast,
+loss scaled by the accumulation, backward with DDP's gradient all-reduce only on the last micro-step
+(``no_sync`` before), the gradient norm clipped, the learning rate set from the step (linear warmup,
+cosine decay to ``min_lr_ratio``), the optimizer stepped. A step whose loss or gradient norm is not
+finite is skipped: the optimizer does not move and the step is counted; ``max_bad_steps`` of them in
+a row stop the run with the last good checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from model import weights
+from model.flops import device_name, flops_per_token, mfu, peak_flops
+from model.gpt2 import GPT
+from pipeline.runtime import hold_at_gate
+from pipeline.schema import to_dict
+from train import checkpoint as ckpt
+from train.config import TrainConfig
+from train.data import TrainLoader, Windows, shard_paths, val_indices
+
+log = logging.getLogger("webtext.train")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on: the message says why and what is kept."""
+
+
+@dataclass
+class Ranks:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_type: str) -> Ranks:
+    """One process per device; torchrun's variables say which (none: a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device_type == "cuda":
+        torch.cuda.set_device(ranks.local_rank)
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return ranks
+
+
+def pick_device(name: str, ranks: Ranks) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device("cuda", ranks.local_rank) if name == "cuda" else torch.device(name)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio * max_lr``."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.max_lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(1, cfg.max_steps - o.warmup_steps)
+    floor = o.max_lr * o.min_lr_ratio
+    return floor + 0.5 * (o.max_lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, LayerNorms)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.max_lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                             eps=1e-8, fused=device.type == "cuda")
+
+
+class StopRequested:
+    """SIGUSR1 or SIGTERM: finish the step, checkpoint, exit with 128 + the signal's number."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ranks: Ranks) -> None:
+        self.cfg, self.ranks = cfg, ranks
+        self.out_dir = Path(cfg.out_dir)
+        self.device = pick_device(cfg.device, ranks)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        self.model = self._build_model().to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        block = cfg.model.block_size
+        self.train = Windows(shard_paths(cfg.data.dir, cfg.data.train_pattern), block)
+        self.val = Windows(shard_paths(cfg.data.dir, cfg.data.val_pattern), block)
+        self.loader = TrainLoader(self.train, cfg.seed, cfg.total_batch_tokens // block, cfg.micro_batch_size,
+                                  ranks.rank, ranks.world_size)
+        self.val_indices = val_indices(self.val, cfg.eval_tokens, block)
+        self.autocast = self._autocast()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.step, self.tokens, self.bad_in_a_row, self.bad_total = 0, 0, 0, 0
+        self.wandb_id: str | None = None
+        self.stop = StopRequested()
+        torch.manual_seed(cfg.seed * 1000 + ranks.rank)  # dropout's stream: per (seed, rank)
+        self._resume()  # (restores every RNG as the checkpoint left it)
+        compiled = torch.compile(self.model) if cfg.compile else self.model
+        ddp_ids = [ranks.local_rank] if self.device.type == "cuda" else None
+        self.net = DDP(compiled, device_ids=ddp_ids) if ranks.world_size > 1 else compiled
+        self.flops_per_token = flops_per_token(cfg.model)
+        peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else peak_flops(device_name(self.device), cfg.dtype)
+        self.peak = peak if self.device.type == "cuda" or cfg.peak_tflops else None
+
+    # --- building and resuming ------------------------------------------------------------------
+
+    def _build_model(self) -> GPT:
+        if self.cfg.init_from.startswith("hf:"):
+            from model.hf import load_hf
+
+            model = load_hf(self.cfg.init_from[3:])
+            if dataclasses.asdict(model.config) | {"name": self.cfg.model.name} != dataclasses.asdict(
+                    self.cfg.model):
+                raise TrainingError(f"init_from={self.cfg.init_from} is a {model.config}, but model= says "
+                                    f"{self.cfg.model}; pick the matching model config")
+            return model.train()
+        torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
+        return GPT(self.cfg.model)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        if self.device.type != "cuda" or self.cfg.dtype == "float32":
+            return None
+        if self.cfg.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return torch.float16  # with a GradScaler
+        return getattr(torch, self.cfg.dtype)
+
+    def _autocast(self) -> Any:
+        dtype = self.autocast_dtype
+        return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+
+    def _resume(self) -> None:
+        if self.ranks.main:
+            ckpt.clean_partial(self.out_dir)
+        self._barrier()
+        folder = weights.newest_checkpoint(self.out_dir)
+        if folder is None:
+            return
+        changed = ckpt.differences(ckpt.saved_config(folder), to_dict(self.cfg))
+        if changed:
+            raise TrainingError(f"{folder} was made by another run ({'; '.join(changed)}); use another "
+                                f"out_dir, or the old values")
+        state = weights.load(folder, device=self.device)
+        self.model.load_state_dict(state.state_dict())
+        self.optimizer.load_state_dict(ckpt.load_optimizer(folder))
+        trainer = ckpt.load_trainer(folder)
+        self.step, self.tokens = trainer["step"], trainer["tokens"]
+        self.bad_in_a_row, self.bad_total = trainer["bad_in_a_row"], trainer["bad_total"]
+        self.loader.load_state_dict(trainer["loader"])
+        if trainer.get("scaler"):
+            self.scaler.load_state_dict(trainer["scaler"])
+        self.wandb_id = trainer.get("wandb_id")
+        rng = ckpt.load_rank_state(folder, self.ranks.rank)
+        if rng is not None:  # a rank the checkpoint did not have keeps its fresh (seed, rank) state
+            ckpt.set_rng_state(rng)
+        if self.ranks.main:
+            log.info("resumed from %s: step %d, %s tokens seen", folder, self.step, f"{self.tokens:,}")
+
+    # --- a step -----------------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step; returns the step's mean loss, grad norm, lr and whether it was skipped."""
+        hold_at_gate("train_step", self.step)
+        self.net.train()
+        micro = self.loader.next_batch()
+        total = torch.zeros((), device=self.device)
+        for m, (x, y) in enumerate(micro):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            last = m == len(micro) - 1
+            no_sync = self.net.no_sync if isinstance(self.net, DDP) and not last else nullcontext
+            with no_sync():  # gradients are all-reduced once, in the last micro-step's backward
+                with self.autocast():
+                    _, loss = self.net(x, y)
+                loss = loss / len(micro)
+                total += loss.detach()
+                self.scaler.scale(loss).backward()
+        if self.ranks.world_size > 1:
+            dist.all_reduce(total, op=dist.ReduceOp.AVG)
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        lr = lr_at(self.step, self.cfg)
+        finite = bool(torch.isfinite(total)) and bool(torch.isfinite(norm))
+        if finite:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.scaler.step(self.optimizer)
+            self.bad_in_a_row = 0
+        else:
+            self.bad_in_a_row += 1
+            self.bad_total += 1
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens += self.cfg.total_batch_tokens
+        return {"loss": total.item(), "grad_norm": norm.item(), "lr": lr, "skipped": not finite}
+
+    def _barrier(self) -> None:
+        if self.ranks.world_size > 1:
+            dist.barrier()
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        tmp, final = ckpt.tmp_dir(self.out_dir, self.step), ckpt.step_dir(self.out_dir, self.step)
+        if self.ranks.main:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self._barrier()
+        ckpt.write_rank_state(tmp, self.ranks.rank)
+        if self.ranks.main:
+            trainer = {"step": self.step, "tokens": self.tokens, "loader": self.loader.state_dict(),
+                       "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                       "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total,
+                       "wandb_id": self.wandb_id, "world_size": self.ranks.world_size}
+            ckpt.write(tmp, self.model, self.optimizer, trainer, to_dict(self.cfg))
+        self._barrier()
+        if self.ranks.main:
+            hold_at_gate("checkpoint", self.step)
+            ckpt.commit(tmp, final)
+            ckpt.prune(self.out_dir, self.cfg.keep_last, self.cfg.keep_every_steps)
+        self._barrier()
+        return final
+
+    def stop_signal(self) -> int:
+        """The stop signal any rank got (0: none), agreed on by all ranks."""
+        flag = torch.tensor(self.stop.signum)
+        if self.ranks.world_size > 1:
+            flag = flag.to(self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+    # --- logging ---------------------------------------------------------------------------------
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        if self.ranks.main:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def forget_metrics_after(self, step: int) -> None:
+        """A resumed run redoes the steps after its checkpoint: their old records go."""
+        path = self.out_dir / "metrics.jsonl"
+        if self.ranks.main and path.exists():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+
+    def tokens_per_s(self, seconds: float, steps: int) -> tuple[float, float | None]:
+        rate = steps * self.cfg.total_batch_tokens / max(seconds, 1e-9)
+        return rate, mfu(rate, self.flops_per_token, self.peak, self.ranks.world_size)
+
+
+def run(cfg: TrainConfig, ranks: Ranks) -> int:
+    """Train to ``max_steps`` (or a stop signal); returns the process exit status."""
+    out = Path(cfg.out_dir)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, ranks)
+    trainer.forget_metrics_after(trainer.step)
+    start, timed_from = time.perf_counter(), trainer.step
+    while trainer.step < cfg.max_steps:
+        result = trainer.train_step()
+        if result["skipped"]:
+            log.warning("step %d: loss %s, grad norm %s: not finite, step skipped (%d in a row)",
+                        trainer.step, result["loss"], result["grad_norm"], trainer.bad_in_a_row)
+            if trainer.bad_in_a_row > cfg.max_bad_steps:
+                raise TrainingError(f"{trainer.bad_in_a_row} steps in a row had a non-finite loss or "
+                                    f"gradient (max_bad_steps={cfg.max_bad_steps}); the last checkpoint in "
+                                    f"{out / 'checkpoints'} is intact")
+        if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps:
+            rate, util = trainer.tokens_per_s(time.perf_counter() - start, trainer.step - timed_from)
+            start, timed_from = time.perf_counter(), trainer.step
+            trainer.metrics({"step": trainer.step, "loss": result["loss"], "lr": result["lr"],
+                             "grad_norm": result["grad_norm"], "tokens_per_s": rate, "mfu": util,
+                             "tokens": trainer.tokens, "skipped_steps": trainer.bad_total})
+            if ranks.main:
+                log.info("step %d/%d: loss %.4f, lr %.2e, grad norm %.3f, %s tokens/s, MFU %s",
+                         trainer.step, cfg.max_steps, result["loss"], result["lr"], result["grad_norm"],
+                         f"{rate:,.0f}", "unknown" if util is None else f"{100 * util:.1f}%")
+        signum = trainer.stop_signal()
+        if trainer.step % cfg.checkpoint_every_steps == 0 or trainer.step == cfg.max_steps or signum:
+            trainer.save()
+        if signum:
+            if ranks.main:
+                log.warning("stopped by %s after step %d; checkpoint written; rerun the same command to "
+                            "resume", signal.Signals(signum).name, trainer.step)
+            return 128 + signum
+    return 0

@@ -119,11 +119,32 @@ def wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool], limit_s: fl
         time.sleep(0.01)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def kill_part_way(command: list[str], ready: Callable[[], bool], gate: TaskGate | None = None) -> None:
-    """Run ``command`` (with its workers) under ``gate`` and SIGKILL the whole group once ``ready()``."""
+    """Run ``command`` (with its workers) under ``gate`` and SIGKILL all of it once ``ready()``."""
     proc = start(command, gate)
     wait_for(proc, ready)
+    below = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.communicate(timeout=60)
 
 

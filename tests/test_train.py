@@ -134,3 +134,133 @@ def test_export_and_sample_from_the_run(clean, tmp_path):
                              f"out={tmp_path / 'hf'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert export.returncode == 0 and "step_0000012" in export.stdout, export.stderr
     assert (tmp_path / "hf" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_with_twice_the_accumulation_and_resume_on_one(data, clean, tmp_path):
+    """torchrun with 2 gloo ranks (1 micro-batch each) against 1 process (2 micro-batches); killed
+    after its step-8 checkpoint and resumed by a single process, on the same global sample order."""
+    out = tmp_path / "ddp"
+    gate = TaskGate(tmp_path / "gate", hold=("train_step",))
+    gate.release("train_step", *range(8))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two_ranks = [*torchrun, *command(data, out)[1:]]
+    kill_part_way(two_ranks, lambda: 8 in gate.started("train_step"), gate)
+    folder = out / "checkpoints" / "step_0000008"
+    assert {"rng_rank_0.pt", "rng_rank_1.pt", "COMPLETE"} <= {p.name for p in folder.iterdir()}
+    expected = losses(clean)
+    before = losses(out)
+    assert sorted(before) == list(range(1, 9))
+    for step, loss in before.items():
+        assert loss == pytest.approx(expected[step], abs=1e-5), step
+    resumed = subprocess.run(command(data, out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    after = losses(out)
+    assert sorted(after) == list(range(1, 13))
+    for step, loss in after.items():
+        assert loss == pytest.approx(expected[step], abs=1e-5), step
+    import torch
+
+    states = [torch.load(o / "checkpoints" / "step_0000012" / "trainer.pt", weights_only=True)
+              for o in (out, clean)]
+    assert states[0]["loader"] == states[1]["loader"] and states[0]["tokens"] == states[1]["tokens"]
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_checkpoints_and_exits_with_its_status(data, clean, tmp_path):
+    import signal
+
+    from tests.helpers import start, wait_for
+
+    out = tmp_path / "stopped"
+    gate = TaskGate(tmp_path / "gate", hold=("train_step",))
+    gate.release("train_step", *range(5))
+    offline = ["wandb.enabled=true", "wandb.mode=offline"]
+    proc = start(command(data, out, *offline), gate)
+    wait_for(proc, lambda: 5 in gate.started("train_step"))
+    proc.send_signal(signal.SIGTERM)  # during step 6 (index 5), held at its start
+    gate.open("train_step")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM after step 6" in output
+    assert (out / "checkpoints" / "step_0000006" / "COMPLETE").exists()
+    run_id = torch_load(out / "checkpoints" / "step_0000006" / "trainer.pt")["wandb_id"]
+    rerun = subprocess.run(command(data, out, *offline), cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert losses(out) == losses(clean)
+    runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(run_id) for name in runs), runs  # one wandb run, resumed
+    assert torch_load(out / "checkpoints" / "step_0000012" / "trainer.pt")["wandb_id"] == run_id
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def in_process_config(data: Path, out: Path, **overrides):
+    from model.config import GPTConfig
+    from pipeline.schema import validate
+    from train.config import DataConfig, OptimConfig, TrainConfig
+
+    model = GPTConfig(name="t", n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=VOCAB)
+    cfg = TrainConfig(model=model,
+                      data=DataConfig(dir=str(data)), out_dir=str(out), micro_batch_size=4,
+                      total_batch_tokens=256, max_steps=8, checkpoint_every_steps=4, eval_tokens=256,
+                      log_every_steps=1, optim=OptimConfig(warmup_steps=2, max_lr=1e-2), **overrides)
+    validate(cfg)
+    return cfg
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Make the loss of the listed step indices NaN, as a bad batch or an overflow would."""
+    from model.gpt2 import GPT
+    from train.loop import Trainer
+
+    bad: set[int] = set()
+    now = {"step": -1}
+    forward, train_step = GPT.forward, Trainer.train_step
+
+    def poisoned_forward(self, idx, targets=None, **kw):
+        logits, loss = forward(self, idx, targets, **kw)
+        if loss is not None and now["step"] in bad:
+            loss = loss * float("nan")
+        return logits, loss
+
+    def tracked_step(self):
+        now["step"] = self.step
+        return train_step(self)
+
+    monkeypatch.setattr(GPT, "forward", poisoned_forward)
+    monkeypatch.setattr(Trainer, "train_step", tracked_step)
+    return bad
+
+
+def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, poisoned):
+    from train.loop import Ranks, run
+
+    poisoned.update({2, 3})
+    cfg = in_process_config(data, tmp_path / "run")
+    assert run(cfg, Ranks()) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    skipped = {r["step"]: r["skipped_steps"] for r in records if "loss" in r}
+    assert skipped[2] == 0 and skipped[3] == 1 and skipped[8] == 2
+    assert torch_load(tmp_path / "run" / "checkpoints" / "step_0000008" / "trainer.pt")["bad_total"] == 2
+    # the optimizer did not move on a skipped step: its step count is the good steps'
+    optimizer = torch_load(tmp_path / "run" / "checkpoints" / "step_0000008" / "optimizer.pt")
+    assert int(optimizer["state"][0]["step"]) == 6
+
+
+def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp_path, poisoned):
+    from model import weights
+    from train.loop import Ranks, TrainingError, run
+
+    poisoned.update(range(5, 100))
+    cfg = in_process_config(data, tmp_path / "run", max_bad_steps=2)
+    with pytest.raises(TrainingError, match=r"3 steps in a row had a non-finite loss.*is intact"):
+        run(cfg, Ranks())
+    assert weights.resolve(tmp_path / "run") == ("ours", tmp_path / "run" / "checkpoints" / "step_0000004")
+    assert weights.load_any(tmp_path / "run").config.vocab_size == VOCAB

@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 from model import weights
 from model.flops import device_name, flops_per_token, mfu, peak_flops
@@ -97,8 +99,11 @@ class StopRequested:
 
     def __init__(self) -> None:
         self.signum = 0
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGUSR1, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signum = signum
@@ -286,6 +291,62 @@ class Trainer:
         return rate, mfu(rate, self.flops_per_token, self.peak, self.ranks.world_size)
 
 
+    # --- the plan, evaluation, wandb ------------------------------------------------------------------
+
+    def plan(self) -> None:
+        cfg, n = self.cfg, self.model.num_params()
+        total = cfg.max_steps * cfg.total_batch_tokens
+        data = len(self.train) * cfg.model.block_size
+        log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) on %s (%s)", cfg.model.name,
+                 f"{n:,}", self.flops_per_token / 1e9, self.ranks.world_size, self.device,
+                 device_name(self.device))
+        log.info("%s tokens per step = %d rank(s) x %d micro-batch(es) of %d x %d tokens; %d steps = %s "
+                 "tokens (%.2f epochs of %s training tokens)", f"{cfg.total_batch_tokens:,}",
+                 self.ranks.world_size, self.loader.accumulation, cfg.micro_batch_size, cfg.model.block_size,
+                 cfg.max_steps, f"{total:,}", total / data, f"{data:,}")
+        log.info("memory for weights, gradients and AdamW state: %.2f GiB per rank (fp32), activations "
+                 "not counted; peak for MFU: %s", 16 * n / 2**30,
+                 "unknown" if self.peak is None else f"{self.peak / 1e12:.0f} TFLOP/s")
+
+    def evaluate(self) -> dict[str, Any]:
+        from train import evaluate
+
+        record: dict[str, Any] = {"step": self.step}
+        record["val_loss"] = evaluate.val_loss(self.model, self.val, self.val_indices,
+                                               self.cfg.micro_batch_size, self.device, self.autocast,
+                                               self.ranks.rank, self.ranks.world_size)
+        if self.cfg.eval.hellaswag:
+            from train import hellaswag
+
+            examples = hellaswag.read_examples(self.cfg.eval.hellaswag, self.cfg.eval.hellaswag_examples)
+            with self.autocast():
+                scores = hellaswag.evaluate(self.model, examples, self.device, self.ranks.rank,
+                                            self.ranks.world_size)
+            record["hellaswag_acc_norm"] = scores["acc_norm"]
+        if self.ranks.main:
+            samples = evaluate.text_samples(self.model, self.cfg.eval.prompts, self.cfg.eval.sample_tokens,
+                                            self.cfg.seed)
+            with open(self.out_dir / "samples.jsonl", "a") as f:
+                for sample in samples:
+                    f.write(json.dumps({"step": self.step, **sample}) + "\n")
+                    log.info("sample (%s) %r -> %r", sample["kind"], sample["prompt"], sample["text"])
+            self.metrics(record)
+            evaluate.plot_losses(self.out_dir)
+            log.info("step %d: val loss %.4f%s", self.step, record["val_loss"],
+                     f", HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f}"
+                     if "hellaswag_acc_norm" in record else "")
+        return record
+
+    def start_wandb(self) -> Any:
+        if not (self.cfg.wandb.enabled and self.ranks.main):
+            return None
+        import wandb
+
+        self.wandb_id = self.wandb_id or uuid.uuid4().hex[:12]  # kept in checkpoints: a resume continues it
+        return wandb.init(project=self.cfg.wandb.project, mode=self.cfg.wandb.mode, dir=str(self.out_dir),
+                          id=self.wandb_id, resume="allow", config=to_dict(self.cfg))
+
+
 def run(cfg: TrainConfig, ranks: Ranks) -> int:
     """Train to ``max_steps`` (or a stop signal); returns the process exit status."""
     out = Path(cfg.out_dir)
@@ -293,32 +354,56 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
         out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, ranks)
     trainer.forget_metrics_after(trainer.step)
+    if ranks.main:
+        trainer.plan()
+    wandb_run = trainer.start_wandb()
+    bar = tqdm(total=cfg.max_steps, initial=trainer.step, unit="step", disable=None if ranks.main else True,
+               dynamic_ncols=True)
     start, timed_from = time.perf_counter(), trainer.step
-    while trainer.step < cfg.max_steps:
-        result = trainer.train_step()
-        if result["skipped"]:
-            log.warning("step %d: loss %s, grad norm %s: not finite, step skipped (%d in a row)",
-                        trainer.step, result["loss"], result["grad_norm"], trainer.bad_in_a_row)
-            if trainer.bad_in_a_row > cfg.max_bad_steps:
-                raise TrainingError(f"{trainer.bad_in_a_row} steps in a row had a non-finite loss or "
-                                    f"gradient (max_bad_steps={cfg.max_bad_steps}); the last checkpoint in "
-                                    f"{out / 'checkpoints'} is intact")
-        if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps:
-            rate, util = trainer.tokens_per_s(time.perf_counter() - start, trainer.step - timed_from)
-            start, timed_from = time.perf_counter(), trainer.step
-            trainer.metrics({"step": trainer.step, "loss": result["loss"], "lr": result["lr"],
-                             "grad_norm": result["grad_norm"], "tokens_per_s": rate, "mfu": util,
-                             "tokens": trainer.tokens, "skipped_steps": trainer.bad_total})
-            if ranks.main:
-                log.info("step %d/%d: loss %.4f, lr %.2e, grad norm %.3f, %s tokens/s, MFU %s",
-                         trainer.step, cfg.max_steps, result["loss"], result["lr"], result["grad_norm"],
-                         f"{rate:,.0f}", "unknown" if util is None else f"{100 * util:.1f}%")
-        signum = trainer.stop_signal()
-        if trainer.step % cfg.checkpoint_every_steps == 0 or trainer.step == cfg.max_steps or signum:
-            trainer.save()
-        if signum:
-            if ranks.main:
-                log.warning("stopped by %s after step %d; checkpoint written; rerun the same command to "
-                            "resume", signal.Signals(signum).name, trainer.step)
-            return 128 + signum
+    try:
+        while trainer.step < cfg.max_steps:
+            result = trainer.train_step()
+            bar.update()
+            if result["skipped"]:
+                check_bad_steps(trainer, result)
+            if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps:
+                rate, util = trainer.tokens_per_s(time.perf_counter() - start, trainer.step - timed_from)
+                start, timed_from = time.perf_counter(), trainer.step
+                record = {"step": trainer.step, "loss": result["loss"], "lr": result["lr"],
+                          "grad_norm": result["grad_norm"], "tokens_per_s": rate, "mfu": util,
+                          "tokens": trainer.tokens, "skipped_steps": trainer.bad_total}
+                trainer.metrics(record)
+                bar.set_postfix(loss=f"{result['loss']:.4f}", tok_s=f"{rate:,.0f}")
+                if wandb_run is not None:
+                    wandb_run.log(record, step=trainer.step)
+                if ranks.main:
+                    log.info("step %d/%d: loss %.4f, lr %.2e, grad norm %.3f, %s tokens/s, MFU %s",
+                             trainer.step, cfg.max_steps, result["loss"], result["lr"], result["grad_norm"],
+                             f"{rate:,.0f}", "unknown" if util is None else f"{100 * util:.1f}%")
+            if trainer.step % cfg.eval_every_steps == 0 or trainer.step == cfg.max_steps:
+                record = trainer.evaluate()
+                if wandb_run is not None:
+                    wandb_run.log(record, step=trainer.step)
+            signum = trainer.stop_signal()
+            if trainer.step % cfg.checkpoint_every_steps == 0 or trainer.step == cfg.max_steps or signum:
+                trainer.save()
+            if signum:
+                if ranks.main:
+                    log.warning("stopped by %s after step %d; checkpoint written; rerun the same command "
+                                "to resume", signal.Signals(signum).name, trainer.step)
+                return 128 + signum
+    finally:
+        trainer.stop.restore()
+        bar.close()
+        if wandb_run is not None:
+            wandb_run.finish()
     return 0
+
+
+def check_bad_steps(trainer: Trainer, result: dict[str, Any]) -> None:
+    log.warning("step %d: loss %s, grad norm %s: not finite, step skipped (%d in a row)", trainer.step,
+                result["loss"], result["grad_norm"], trainer.bad_in_a_row)
+    if trainer.bad_in_a_row > trainer.cfg.max_bad_steps:
+        raise TrainingError(f"{trainer.bad_in_a_row} steps in a row had a non-finite loss or gradient "
+                            f"(max_bad_steps={trainer.cfg.max_bad_steps}); the last checkpoint in "
+                            f"{trainer.out_dir / 'checkpoints'} is intact")

@@ -47,3 +47,18 @@ def test_count_matches_transformers(name):
 def test_head_divisibility_is_checked():
     with pytest.raises(ConfigError, match="n_embd: 100 is not divisible by n_head=3"):
         validate(GPTConfig(n_embd=100, n_head=3))
+
+
+@pytest.mark.parametrize(("name", "lr", "batch"), [
+    ("gpt2", 6e-4, 524_288), ("gpt2-medium", 3e-4, 524_288), ("gpt2-large", 2.5e-4, 524_288),
+    ("gpt2-xl", 6e-4, 1_048_576),
+])
+def test_per_size_recipes_are_llmcs(name, lr, batch):
+    from omegaconf import OmegaConf
+
+    register()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = OmegaConf.to_object(compose(config_name="train", overrides=[f"model={name}", "data.dir=x"]))
+        overridden = compose(config_name="train", overrides=[f"model={name}", "data.dir=x", "optim.max_lr=1e-4"])
+    assert (cfg.optim.max_lr, cfg.total_batch_tokens, cfg.optim.warmup_steps) == (lr, batch, 700)
+    assert overridden.optim.max_lr == 1e-4  # the command line still wins

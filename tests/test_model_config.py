@@ -59,6 +59,7 @@ def test_per_size_recipes_are_llmcs(name, lr, batch):
     register()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         cfg = OmegaConf.to_object(compose(config_name="train", overrides=[f"model={name}", "data.dir=x"]))
-        overridden = compose(config_name="train", overrides=[f"model={name}", "data.dir=x", "optim.max_lr=1e-4"])
+        overridden = compose(config_name="train",
+                             overrides=[f"model={name}", "data.dir=x", "optim.max_lr=1e-4"])
     assert (cfg.optim.max_lr, cfg.total_batch_tokens, cfg.optim.warmup_steps) == (lr, batch, 700)
     assert overridden.optim.max_lr == 1e-4  # the command line still wins

@@ -129,11 +129,41 @@ def test_a_checkpoint_of_another_shape_is_refused(data, clean, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_and_sample_from_the_run(clean, tmp_path):
-    export = subprocess.run([sys.executable, "-m", "model.export", f"checkpoint={clean}",
+def test_gpt2_tiny_on_real_text_then_export_and_sample(tmp_path):
+    """The acceptance a user runs first: train gpt2-tiny on text, export it, sample from it."""
+    from model.tokenizer import EOT_ID, gpt2_encoding
+    from pipeline.sample import documents
+
+    enc = gpt2_encoding()
+    stream = np.concatenate([[EOT_ID, *enc.encode_ordinary(d["text"])] for d in documents()])
+    folder = tmp_path / "tokens"
+    folder.mkdir()
+    write_shard(folder / "train_000.bin", np.tile(stream, 1 + 20_000 // len(stream)))
+    write_shard(folder / "val_000.bin", stream[:2000])
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "train", "model=gpt2-tiny", f"data.dir={folder}", f"out_dir={out}",
+             "model.block_size=64", "micro_batch_size=4", "total_batch_tokens=256", "max_steps=12",
+             "optim.warmup_steps=2", "optim.max_lr=1e-2", "log_every_steps=1", "eval_every_steps=12",
+             "eval_tokens=512", "eval.sample_tokens=12", "checkpoint_every_steps=12"]
+    run = subprocess.run(train, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    curve = losses(out)
+    assert curve[1] == pytest.approx(np.log(50257), rel=0.05)
+    assert curve[12] < curve[1] - 2.5, curve
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [12]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {(s["kind"], s["step"]) for s in samples} == {("greedy", 12), ("sampled", 12)}
+    assert (out / "loss.png").stat().st_size > 1000
+
+    export = subprocess.run([sys.executable, "-m", "model.export", f"checkpoint={out}",
                              f"out={tmp_path / 'hf'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert export.returncode == 0 and "step_0000012" in export.stdout, export.stderr
-    assert (tmp_path / "hf" / "model.safetensors").exists()
+    sample = subprocess.run([sys.executable, "-m", "train.sample", f"checkpoint={tmp_path / 'hf'}",
+                             "prompt=The library", "max_new_tokens=20", "top_k=1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("The library") and len(sample.stdout) > len("The library") + 5
 
 
 @pytest.mark.slow

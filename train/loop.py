@@ -203,6 +203,8 @@ class Trainer:
         micro = self.loader.next_batch()
         total = torch.zeros((), device=self.device)
         for m, (x, y) in enumerate(micro):
+            if self.device.type == "cuda":  # pinned pages copy asynchronously: loading overlaps compute
+                x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             last = m == len(micro) - 1
             no_sync = self.net.no_sync if isinstance(self.net, DDP) and not last else nullcontext

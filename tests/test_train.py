@@ -116,16 +116,17 @@ def test_sigkill_while_a_checkpoint_is_written_keeps_the_last_good_one(data, cle
     assert not (out / "checkpoints" / ".step_0000008.tmp").exists()
 
 
-@pytest.mark.slow
 def test_a_checkpoint_of_another_shape_is_refused(data, clean, tmp_path):
+    import dataclasses
     import shutil
 
-    out = tmp_path / "other"
-    shutil.copytree(clean, out)
-    run = subprocess.run(command(data, out, "model.n_layer=3", "max_steps=16"), cwd=REPO, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 1
-    assert "model.n_layer: 2 -> 3" in run.stdout + run.stderr and "another run" in run.stdout + run.stderr
+    from train.loop import Ranks, TrainingError, run
+
+    shutil.copytree(clean, tmp_path / "other")
+    cfg = in_process_config(data, tmp_path / "other", max_steps=12, seed=1337)
+    cfg.model = dataclasses.replace(cfg.model, name="gpt2-tiny", n_layer=3)
+    with pytest.raises(TrainingError, match=r"was made by another run \(model.n_layer: 2 -> 3\)"):
+        run(cfg, Ranks())
 
 
 @pytest.mark.slow
@@ -236,10 +237,10 @@ def in_process_config(data: Path, out: Path, **overrides):
     from train.config import DataConfig, OptimConfig, TrainConfig
 
     model = GPTConfig(name="t", n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=VOCAB)
-    cfg = TrainConfig(model=model,
-                      data=DataConfig(dir=str(data)), out_dir=str(out), micro_batch_size=4,
-                      total_batch_tokens=256, max_steps=8, checkpoint_every_steps=4, eval_tokens=256,
-                      log_every_steps=1, optim=OptimConfig(warmup_steps=2, max_lr=1e-2), **overrides)
+    settings = dict(model=model, data=DataConfig(dir=str(data)), out_dir=str(out), micro_batch_size=4,
+                    total_batch_tokens=256, max_steps=8, checkpoint_every_steps=4, eval_tokens=256,
+                    log_every_steps=1, optim=OptimConfig(warmup_steps=2, max_lr=1e-2))
+    cfg = TrainConfig(**{**settings, **overrides})
     validate(cfg)
     return cfg
 

@@ -130,7 +130,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         self.step, self.tokens, self.bad_in_a_row, self.bad_total = 0, 0, 0, 0
         self.wandb_id: str | None = None
-        self.stop = StopRequested()
         torch.manual_seed(cfg.seed * 1000 + ranks.rank)  # dropout's stream: per (seed, rank)
         self._resume()  # (restores every RNG as the checkpoint left it)
         compiled = torch.compile(self.model) if cfg.compile else self.model
@@ -139,6 +138,7 @@ class Trainer:
         self.flops_per_token = flops_per_token(cfg.model)
         peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else peak_flops(device_name(self.device), cfg.dtype)
         self.peak = peak if self.device.type == "cuda" or cfg.peak_tflops else None
+        self.stop = StopRequested()  # last: a constructor that failed leaves no handler behind
 
     # --- building and resuming ------------------------------------------------------------------
 

@@ -147,7 +147,11 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if last_only:
             x = x[:, -1:, :]
-        logits = self.lm_head(x)[..., : self.config.vocab_size]  # (B, T, V): the padding is no token
+        V = self.config.vocab_size  # the padding is no token: logits (B, T, V)
+        if x.is_cuda:  # the padded matmul is the fast one on GPUs
+            logits = self.lm_head(x)[..., :V]
+        else:  # on CPUs the slice's copies cost more than the columns: multiply by the real rows only
+            logits = F.linear(x, self.lm_head.weight[:V])
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

@@ -145,14 +145,16 @@ def test_gpt2_tiny_on_real_text_then_export_and_sample(tmp_path):
     train = [sys.executable, "-m", "train", "model=gpt2-tiny", f"data.dir={folder}", f"out_dir={out}",
              "model.block_size=64", "micro_batch_size=4", "total_batch_tokens=256", "max_steps=12",
              "optim.warmup_steps=2", "optim.max_lr=1e-2", "log_every_steps=1", "eval_every_steps=12",
-             "eval_tokens=512", "eval.sample_tokens=12", "checkpoint_every_steps=12"]
+             "eval_tokens=512", "eval.sample_tokens=12", "checkpoint_every_steps=12",
+             f"eval.hellaswag={REPO / 'tests' / 'data' / 'hellaswag_fixture.jsonl'}"]
     run = subprocess.run(train, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     curve = losses(out)
     assert curve[1] == pytest.approx(np.log(50257), rel=0.05)
     assert curve[12] < curve[1] - 2.5, curve
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "val_loss" in r] == [12]
+    [evaluation] = [r for r in records if "val_loss" in r]
+    assert evaluation["step"] == 12 and 0.0 <= evaluation["hellaswag_acc_norm"] <= 1.0
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {(s["kind"], s["step"]) for s in samples} == {("greedy", 12), ("sampled", 12)}
     assert (out / "loss.png").stat().st_size > 1000

@@ -194,9 +194,12 @@ def test_two_ranks_equal_one_with_twice_the_accumulation_and_resume_on_one(data,
         assert loss == pytest.approx(expected[step], abs=1e-5), step
     import torch
 
-    states = [torch.load(o / "checkpoints" / "step_0000012" / "trainer.pt", weights_only=True)
-              for o in (out, clean)]
-    assert states[0]["loader"] == states[1]["loader"] and states[0]["tokens"] == states[1]["tokens"]
+    for step in (8, 12):  # the same global sample positions consumed, on 2 ranks and on 1
+        states = [torch.load(o / "checkpoints" / f"step_{step:07d}" / "trainer.pt", weights_only=True)
+                  for o in (out, clean)]
+        assert states[0]["loader"] == states[1]["loader"] and states[0]["tokens"] == states[1]["tokens"]
+    assert states[0]["world_size"] == 1 and torch.load(
+        out / "checkpoints" / "step_0000008" / "trainer.pt", weights_only=True)["world_size"] == 2
 
 
 @pytest.mark.slow
@@ -222,8 +225,11 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_with_its_status(data, c
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert losses(out) == losses(clean)
-    runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(name.endswith(run_id) for name in runs), runs  # one wandb run, resumed
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(p.name.endswith(run_id) for p in runs), runs  # one wandb run, resumed
+    for folder in runs:  # each part of the run holds its metrics
+        [records] = folder.glob("run-*.wandb")
+        assert b"grad_norm" in records.read_bytes() and b"tokens_per_s" in records.read_bytes()
     assert torch_load(out / "checkpoints" / "step_0000012" / "trainer.pt")["wandb_id"] == run_id
 
 
@@ -297,3 +303,41 @@ def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp
         run(cfg, Ranks())
     assert weights.resolve(tmp_path / "run") == ("ours", tmp_path / "run" / "checkpoints" / "step_0000004")
     assert weights.load_any(tmp_path / "run").config.vocab_size == VOCAB
+
+
+def test_init_from_a_hugging_face_folder(data, tmp_path):
+    from model import hf
+    from model.gpt2 import GPT
+    from train.loop import Ranks, Trainer
+
+    cfg = in_process_config(data, tmp_path / "run")
+    import torch
+
+    torch.manual_seed(9)
+    source = GPT(cfg.model)
+    hf.export(source, tmp_path / "hf")
+    cfg.init_from = f"hf:{tmp_path / 'hf'}"
+    trainer = Trainer(cfg, Ranks())
+    trainer.stop.restore()
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    cfg.model = type(cfg.model)(**{**cfg.model.__dict__, "n_layer": 3})
+    from train.loop import TrainingError
+
+    with pytest.raises(TrainingError, match="pick the matching model config"):
+        Trainer(cfg, Ranks())
+
+
+def test_old_checkpoints_are_pruned_but_every_kth_is_kept(tmp_path):
+    from model import weights
+    from train import checkpoint
+
+    for step in (100, 200, 300, 400, 500, 600):
+        folder = checkpoint.step_dir(tmp_path, step)
+        folder.mkdir(parents=True)
+        (folder / weights.COMPLETE).touch()
+    half = checkpoint.step_dir(tmp_path, 700)
+    half.mkdir()  # no marker: being written, never counted, never deleted by pruning
+    checkpoint.prune(tmp_path, keep_last=2, keep_every=300)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step_0000300", "step_0000500", "step_0000600", "step_0000700"]

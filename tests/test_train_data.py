@@ -24,7 +24,7 @@ def write_shard(path: Path, tokens: np.ndarray) -> Path:
 def shards(tmp_path: Path) -> list[Path]:
     """Three shards whose tokens are their global positions (mod 50000), of uneven lengths."""
     paths, start = [], 0
-    for i, n in enumerate((81, 57, 100)):
+    for i, n in enumerate((81, 65, 100)):
         paths.append(write_shard(tmp_path / f"train_{i:03d}.bin", np.arange(start, start + n) % 50000))
         start += n
     return paths
@@ -32,11 +32,12 @@ def shards(tmp_path: Path) -> list[Path]:
 
 def test_windows_tile_each_shard(shards):
     windows = Windows(shards, BLOCK)
-    assert len(windows) == 80 // 8 + 56 // 8 + 99 // 8 == 29
+    assert len(windows) == 80 // 8 + 64 // 8 + 99 // 8 == 30
     first = windows.window(0)
     assert len(first) == BLOCK + 1 and first.tolist() == list(range(9))
     assert windows.window(1)[0] == first[-1]  # consecutive windows share one token
     assert windows.window(10).tolist() == list(range(81, 90))  # the second shard starts afresh
+    assert windows.window(17).tolist() == list(range(81 + 56, 81 + 65))  # its last window ends it
     x, y = windows.batch(np.array([0, 10]))
     assert x.shape == y.shape == (2, BLOCK) and (y[:, :-1] == x[:, 1:]).all()
 
@@ -47,19 +48,19 @@ def test_an_epoch_visits_every_window_once_for_any_world_size(shards, world_size
     loaders = [TrainLoader(windows, seed=5, global_batch=6, micro_batch=1, rank=r, world_size=world_size)
                for r in range(world_size)]
     seen: list[int] = []
-    for _ in range(4):  # 24 of 29 windows: within the first epoch
-        per_rank = [loader.next_batch() for loader in loaders]
-        for rank_batches in per_rank:
-            for x, _ in rank_batches:
+    for _ in range(5):  # 5 global batches of 6: exactly the 30 windows of one epoch
+        for loader in loaders:
+            for x, _ in loader.next_batch():
                 seen.extend(x[:, 0].tolist())
-    starts = {int(windows.window(i)[0]) for i in range(len(windows))}
-    assert len(seen) == len(set(seen)) == 24 and set(seen) <= starts
+    starts = [int(windows.window(i)[0]) for i in range(len(windows))]
+    assert sorted(seen) == sorted(starts), "a window repeated or missed"
+    assert all(loader.state_dict() == {"epoch": 1, "index": 0} for loader in loaders)
 
 
 def test_global_order_is_the_same_for_any_world_size(shards):
     windows = Windows(shards, BLOCK)
     reference = TrainLoader(windows, seed=5, global_batch=6, micro_batch=6)
-    expected = [reference.next_global_indices().tolist() for _ in range(12)]  # crosses 2 epochs
+    expected = [reference.next_global_indices().tolist() for _ in range(12)]  # 2 epochs and more
     for world_size, micro in ((2, 3), (3, 1), (6, 1)):
         loaders = [TrainLoader(windows, 5, 6, micro, rank=r, world_size=world_size)
                    for r in range(world_size)]
@@ -71,13 +72,13 @@ def test_global_order_is_the_same_for_any_world_size(shards):
 
 def test_epochs_are_permutations_drawn_from_seed_and_epoch(shards):
     windows = Windows(shards, BLOCK)
-    loader = TrainLoader(windows, seed=5, global_batch=29, micro_batch=29)
+    loader = TrainLoader(windows, seed=5, global_batch=30, micro_batch=30)
     first, second = loader.next_global_indices(), loader.next_global_indices()
-    assert sorted(first) == sorted(second) == list(range(29)) and not np.array_equal(first, second)
+    assert sorted(first) == sorted(second) == list(range(30)) and not np.array_equal(first, second)
     assert loader.state_dict() == {"epoch": 2, "index": 0}
-    again = TrainLoader(windows, seed=5, global_batch=29, micro_batch=29)
+    again = TrainLoader(windows, seed=5, global_batch=30, micro_batch=30)
     assert np.array_equal(again.next_global_indices(), first)
-    other = TrainLoader(windows, seed=6, global_batch=29, micro_batch=29)
+    other = TrainLoader(windows, seed=6, global_batch=30, micro_batch=30)
     assert not np.array_equal(other.next_global_indices(), first)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,3 +103,23 @@ def test_preempted_twice_checkpoints_requeues_and_resumes_exactly(data, clean, t
     assert losses(out) == losses(clean), "bit-identical at the same world size, no step missing or repeated"
     ours, theirs = final_weights(out), final_weights(clean)
     assert all((ours[k] == theirs[k]).all() for k in ours)
+
+
+def test_a_submitit_sweep_runs_one_job_per_combination_each_in_its_own_out_dir(data, tmp_path):  # noqa: F811
+    import yaml
+
+    out = tmp_path / "runs"
+    overrides = [o for o in command(data, out)[3:] if not o.startswith(("optim.max_lr", "max_steps"))]
+    sweep = subprocess.run([sys.executable, "-m", "train", "-m", "hydra/launcher=slurm",
+                            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mem_gb=1", *overrides,
+                            "max_steps=4", "optim.max_lr=3e-3,1e-2"],
+                           cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1"]
+    rates = set()
+    for job in ("0", "1"):
+        assert sorted(losses(out / job)) == [1, 2, 3, 4]
+        saved = yaml.safe_load((out / job / "checkpoints" / "step_0000004" / "config.yaml").read_text())
+        assert saved["out_dir"] == str(out / job)
+        rates.add(saved["optim"]["max_lr"])
+    assert rates == {3e-3, 1e-2}

@@ -27,18 +27,38 @@ register()
 @hydra.main(version_base=None, config_path="../conf", config_name="train")
 def main(raw: DictConfig) -> None:
     cfg = load(raw, TrainConfig)
+    cfg.out_dir = job_out_dir(cfg.out_dir)
     ranks = setup_distributed("cuda" if cfg.device in ("cuda", "auto") and _cuda() else "cpu")
     if not ranks.main:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
     try:
         status = run(cfg, ranks)
     except (TrainingError, FileNotFoundError, ValueError) as err:
+        if in_sweep():
+            raise  # submitit reports a job's exception to the sweep; an exit status it cannot see
         log.error("%s", err)
         status = 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    sys.exit(status)
+    if status and in_sweep():
+        raise TrainingError(f"stopped with status {status}; rerun the sweep to resume it")
+    if status:  # (a sweep's job returns normally: submitit would take SystemExit(0) for a failure)
+        sys.exit(status)
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_out_dir(out_dir: str) -> str:
+    """In a sweep (``-m``), each job trains in ``out_dir/<job number>``: never a shared folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return f"{out_dir}/{HydraConfig.get().job.num}" if in_sweep() else out_dir
 
 
 def _cuda() -> bool:

@@ -57,6 +57,9 @@ class Ranks:
 
 def setup_distributed(device_type: str) -> Ranks:
     """One process per device; torchrun's variables say which (none: a single process)."""
+    if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 \
+            and "SUBMITIT_EXECUTOR" in os.environ:  # tasks of a submitit job: SLURM says who is who
+        from_slurm_tasks()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Ranks()
@@ -65,6 +68,17 @@ def setup_distributed(device_type: str) -> Ranks:
         torch.cuda.set_device(ranks.local_rank)
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return ranks
+
+
+def from_slurm_tasks() -> None:
+    """torchrun's variables from SLURM's, for jobs whose tasks are the ranks (a submitit sweep)."""
+    import subprocess
+
+    first = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
+                           capture_output=True, text=True, check=True).stdout.split()[0]
+    os.environ.update(RANK=os.environ["SLURM_PROCID"], WORLD_SIZE=os.environ["SLURM_NTASKS"],
+                      LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"), MASTER_ADDR=first,
+                      MASTER_PORT=str(30500 + int(os.environ["SLURM_JOB_ID"]) % 1000))
 
 
 def pick_device(name: str, ranks: Ranks) -> torch.device:

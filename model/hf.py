@@ -17,7 +17,6 @@ Import reads such a folder, for example OpenAI's published GPT-2 weights, into o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.config import GPTConfig
-from model.gpt2 import GPT
+from model.gpt2 import GPT, padded_vocab_size
 from model.tokenizer import EOT_ID, EOT_TOKEN, bpe_files_dir
+from model.weights import assemble, atomic_folder
 from pipeline.schema import validate
 
 # GPT-2's Conv1D layers: their weights are stored transposed relative to nn.Linear.
@@ -86,10 +86,12 @@ def to_hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
 def export(model: GPT, out: str | Path) -> Path:
     """Write ``model`` as a Hugging Face GPT-2 folder at ``out`` (replaced atomically)."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_folder(out) as tmp:
+        _write_folder(model, tmp)
+    return Path(out)
+
+
+def _write_folder(model: GPT, tmp: Path) -> None:
     save_file(to_hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
     write_json(tmp / "config.json", hf_config(model.config))
     write_json(tmp / "generation_config.json", {"bos_token_id": EOT_ID, "eos_token_id": EOT_ID})
@@ -101,10 +103,6 @@ def export(model: GPT, out: str | Path) -> Path:
         "bos_token": EOT_TOKEN, "eos_token": EOT_TOKEN, "unk_token": EOT_TOKEN,
         "add_prefix_space": False,
     })
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -149,7 +147,7 @@ def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
-def from_hf_state_dict(hf: dict[str, torch.Tensor], model: GPT) -> dict[str, torch.Tensor]:
+def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """GPT-2 names and layout -> ours (transpose back, pad the vocabulary with zero rows)."""
     ours: dict[str, torch.Tensor] = {}
     for name, tensor in hf.items():
@@ -162,9 +160,8 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], model: GPT) -> dict[str, tor
         ours[name] = tensor
     wte = ours.get("transformer.wte.weight")
     if wte is not None:
-        padded = model.transformer.wte.weight
-        ours["transformer.wte.weight"] = torch.cat([wte, wte.new_zeros(padded.shape[0] - wte.shape[0],
-                                                                       wte.shape[1])])
+        padding = wte.new_zeros(padded_vocab_size(cfg) - wte.shape[0], wte.shape[1])
+        ours["transformer.wte.weight"] = torch.cat([wte, padding])
     if "lm_head.weight" in hf and wte is not None and not torch.equal(hf["lm_head.weight"], wte):
         raise ValueError("lm_head.weight differs from wte: the embeddings are not tied")
     return ours
@@ -174,19 +171,5 @@ def load_hf(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     """A Hugging Face GPT-2 folder (config.json + weights) as our model, in eval mode."""
     folder = Path(folder)
     cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
-    with torch.device("meta"):  # no initialization: every tensor comes from the file
-        model = GPT(cfg)
-    state = from_hf_state_dict(read_hf_weights(folder), model)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-    if missing or unexpected:
-        raise ValueError(f"{folder}: the weights are not a GPT-2 of this shape; missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name]:
-            raise ValueError(f"{folder}: {name} has shape {tuple(tensor.shape)}, expected "
-                             f"{tuple(expected[name])}")
-    state = {k: v.to(device=device, dtype=torch.float32) for k, v in state.items()}
-    model.load_state_dict(state, strict=False, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # assign replaced wte's parameter: tie again
-    return model.eval()
+    state = from_hf_state_dict(read_hf_weights(folder), cfg)
+    return assemble(cfg, {k: v.to(device=device, dtype=torch.float32) for k, v in state.items()}, folder)

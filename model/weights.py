@@ -8,10 +8,12 @@ its ``COMPLETE`` marker exists (written last). Loading never unpickles code: saf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,17 +29,24 @@ COMPLETE = "COMPLETE"
 HF_PREFIX = "hf:"
 
 
-def save(model: GPT, folder: str | Path) -> Path:
-    """Write ``model`` to ``folder`` atomically: a temporary folder renamed into place."""
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """A temporary folder to fill, renamed to ``folder`` (replacing it) once the block succeeds."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_files(model, tmp)
+    yield tmp
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
-    return folder
+
+
+def save(model: GPT, folder: str | Path) -> Path:
+    """Write ``model`` to ``folder`` atomically: a temporary folder renamed into place."""
+    with atomic_folder(folder) as tmp:
+        write_files(model, tmp)
+    return Path(folder)
 
 
 def write_files(model: GPT, folder: Path) -> None:
@@ -57,20 +66,32 @@ def read_config(folder: Path) -> GPTConfig:
     return cfg
 
 
-def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """The model in a folder written by ``save`` (or a checkpoint), on ``device``, in eval mode."""
-    folder = Path(folder)
-    with torch.device("meta"):  # no initialization: every tensor comes from the file
-        model = GPT(read_config(folder))
-    state = load_file(str(folder / WEIGHTS), device=str(device))
-    expected = {k for k in model.state_dict() if k != "lm_head.weight"}
-    if state.keys() != expected:
-        missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
-        raise ValueError(f"{folder / WEIGHTS} does not match {CONFIG}: missing {missing[:5]}, "
+def assemble(cfg: GPTConfig, state: dict[str, torch.Tensor], source: Path) -> GPT:
+    """Our model from a complete state dict in our layout (the tied matrix once), in eval mode.
+
+    Built on the meta device, so nothing is initialized: every tensor comes from ``state``.
+    """
+    with torch.device("meta"):
+        model = GPT(cfg)
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    if state.keys() != expected.keys():
+        missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+        raise ValueError(f"{source}: the weights are not a GPT-2 of this shape; missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name]:
+            raise ValueError(f"{source}: {name} has shape {tuple(tensor.shape)}, expected "
+                             f"{tuple(expected[name])}")
     model.load_state_dict(state, strict=False, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # assign replaced wte's parameter: tie again
     return model.eval()
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The model in a folder written by ``save`` (or a checkpoint), on ``device``, in eval mode."""
+    folder = Path(folder)
+    state = load_file(str(folder / WEIGHTS), device=str(device))
+    return assemble(read_config(folder), state, folder / WEIGHTS)
 
 
 def newest_checkpoint(run: Path) -> Path | None:
@@ -111,5 +132,5 @@ def load_any(spec: str | Path, device: str | torch.device = "cpu") -> GPT:
     if kind == "hf":
         from model.hf import load_hf
 
-        return load_hf(folder, device=device).eval()
+        return load_hf(folder, device=device)
     return load(folder, device=device)

@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from pipeline import train_after
 from pipeline.config import PipelineConfig, register
 from pipeline.executor import make_executor
 from pipeline.registry import build
@@ -29,8 +31,11 @@ def main(raw: DictConfig) -> None:
     logging.getLogger().setLevel(cfg.log_level)
     stages = build(cfg.stages, cfg)
     log.info("workdir %s; stages %s; executor %s", stages[0].workdir, cfg.stages, cfg.executor.name)
+    then = functools.partial(train_after.submit, cfg) if cfg.train_after else None
     try:
-        make_executor(cfg.executor).run(stages)
+        if then is not None:
+            train_after.check(cfg)
+        make_executor(cfg.executor).run(stages, then)
     except StageError as err:
         sys.exit(f"pipeline stopped: {err}")
     except ConfigError as err:  # a value only checked once the run reaches it

@@ -329,6 +329,13 @@ class PipelineConfig:
     publish: PublishConfig = param(doc="the publish stage", factory=PublishConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    train_after: str | None = param(
+        None, "python -m train overrides, in one quoted string: submit sbatch slurm/train.sbatch with "
+        "them once tokenize is done (under executor=slurm at once, with an afterok dependency on the "
+        "tokenize job); data.dir defaults to <workdir>/tokens; null: no training job"
+    )
+    train_sbatch: str = param("", "sbatch options of the train_after job, in one quoted string, "
+                              "e.g. --nodes=2 --gpus-per-node=8 --time=48:00:00")
 
     def check(self) -> None:
         from pipeline.registry import STAGES  # the registry imports the stages, which import us

@@ -13,13 +13,14 @@ import multiprocessing
 import os
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tqdm import tqdm
 
-from pipeline import runtime
+from pipeline import runtime, train_after
 from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
 from pipeline.runtime import Stage, StageError
 from pipeline.schema import to_yaml
@@ -27,10 +28,16 @@ from pipeline.schema import to_yaml
 log = logging.getLogger("webtext.pipeline")
 
 
+# Called once the stages' work is submitted, with the job it must wait for (None: nothing to wait
+# for); returns the job it submitted, cancelled if a stage fails (pipeline/train_after.py).
+Then = Callable[[str | None], str]
+
+
 class Executor(ABC):
     @abstractmethod
-    def run(self, stages: list[Stage]) -> None:
-        """Run every pending task of ``stages`` in order; raise ``StageError`` if any fails."""
+    def run(self, stages: list[Stage], then: Then | None = None) -> None:
+        """Run every pending task of ``stages`` in order; raise ``StageError`` if any fails.
+        ``then`` follows the stages: after they succeed, or as a job that depends on them."""
 
 
 def make_executor(cfg: ExecutorConfig) -> Executor:
@@ -102,7 +109,7 @@ class LocalExecutor(Executor):
     def __init__(self, cfg: LocalExecutorConfig) -> None:
         self.cfg = cfg
 
-    def run(self, stages: list[Stage]) -> None:
+    def run(self, stages: list[Stage], then: Then | None = None) -> None:
         pool: ProcessPoolExecutor | None = None
         try:
             for stage in stages:
@@ -124,6 +131,8 @@ class LocalExecutor(Executor):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if then is not None:
+            then(None)
 
     def _pool(self) -> ProcessPoolExecutor:
         # Workers start as tasks need them (spawn and forkserver), up to this many.
@@ -169,7 +178,7 @@ class SlurmExecutor(Executor):
     def __init__(self, cfg: SlurmExecutorConfig) -> None:
         self.cfg = cfg
 
-    def run(self, stages: list[Stage]) -> None:
+    def run(self, stages: list[Stage], then: Then | None = None) -> None:
         import submitit
 
         submitit_log = logging.getLogger("submitit")
@@ -193,11 +202,12 @@ class SlurmExecutor(Executor):
             log.info("%s: submitted %d task(s) as array job %s (logs: %s)",
                      stage.name, len(jobs), previous, stage.paths.slurm_logs)
             submitted.append((stage, list(zip(pending, jobs, strict=True))))
+        follower = then(previous) if then is not None else None
         if not self.cfg.wait:
             log.info("not waiting (executor.wait=false); rerun the same command when the jobs end "
                      "to collect stats")
             return
-        self._wait(submitted)
+        self._wait(submitted, follower)
 
     def _executor(self, submitit: Any, stage: Stage, after: str | None) -> Any:
         folder = stage.paths.slurm_logs
@@ -222,7 +232,7 @@ class SlurmExecutor(Executor):
         executor.update_parameters(**params)
         return executor
 
-    def _wait(self, submitted: list[tuple[Stage, list[tuple[int, Any]]]]) -> None:
+    def _wait(self, submitted: list[tuple[Stage, list[tuple[int, Any]]]], follower: str | None) -> None:
         for position, (stage, jobs) in enumerate(submitted):
             failures = []
             for index, job in tqdm(jobs, desc=stage.name, unit="task", disable=None):
@@ -235,6 +245,8 @@ class SlurmExecutor(Executor):
                 for _, later in submitted[position + 1:]:
                     for _, job in later:
                         job.cancel(check=False)
+                if follower is not None:
+                    train_after.cancel(follower)
                 raise _stage_failed(stage, failures)
             stats = runtime.finalize(stage)
             log.info("%s: done; %s", stage.name, stats["counts"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -105,21 +106,110 @@ def test_preempted_twice_checkpoints_requeues_and_resumes_exactly(data, clean, t
     assert all((ours[k] == theirs[k]).all() for k in ours)
 
 
-def test_a_submitit_sweep_runs_one_job_per_combination_each_in_its_own_out_dir(data, tmp_path):  # noqa: F811
+def test_a_submitit_sweep_runs_one_ddp_job_per_combination_each_in_its_own_out_dir(data, tmp_path):  # noqa: F811
+    """Two combinations, each a job of two tasks: the tasks are the DDP ranks (the process group set
+    up from SLURM's variables), and each job trains like one process with the matching accumulation."""
     import yaml
 
     out = tmp_path / "runs"
     overrides = [o for o in command(data, out)[3:] if not o.startswith(("optim.max_lr", "max_steps"))]
     sweep = subprocess.run([sys.executable, "-m", "train", "-m", "hydra/launcher=slurm",
-                            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mem_gb=1", *overrides,
+                            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mem_gb=2",
+                            "hydra.launcher.tasks_per_node=2", *overrides,
                             "max_steps=4", "optim.max_lr=3e-3,1e-2"],
                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["0", "1"]
-    rates = set()
+    rates = {}
     for job in ("0", "1"):
         assert sorted(losses(out / job)) == [1, 2, 3, 4]
-        saved = yaml.safe_load((out / job / "checkpoints" / "step_0000004" / "config.yaml").read_text())
+        final = out / job / "checkpoints" / "step_0000004"
+        saved = yaml.safe_load((final / "config.yaml").read_text())
         assert saved["out_dir"] == str(out / job)
-        rates.add(saved["optim"]["max_lr"])
-    assert rates == {3e-3, 1e-2}
+        assert (final / "rng_rank_1.pt").exists(), "a job of two tasks is one run of two ranks"
+        rates[saved["optim"]["max_lr"]] = losses(out / job)
+    assert sorted(rates) == [3e-3, 1e-2]
+    single = [o for o in command(data, tmp_path / "alone") if not o.startswith(("optim.max_lr", "max_steps"))]
+    alone = subprocess.run([*single, "max_steps=4", "optim.max_lr=1e-2"], cwd=REPO, capture_output=True,
+                           text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr
+    for step, loss in losses(tmp_path / "alone").items():
+        assert rates[1e-2][step] == pytest.approx(loss, abs=1e-5), step
+
+
+def test_pipeline_then_training_from_a_sample_dump_to_a_checkpoint(tmp_path):
+    """README's chain on the cluster: the corpus stages as job arrays, then slurm/train.sbatch with
+    two torchrun "nodes", submitted by the pipeline with an afterok dependency on the tokenize job."""
+    from pipeline.sample import domains, write_dump
+    from pipeline.sample.server import serve
+
+    server = serve(0)  # the sample's pages; the SLURM tasks run on this machine
+    try:
+        port = server.server_address[1]
+        dump = write_dump(tmp_path / "dumps", port)
+        hosts = ",".join(f"'{d}=127.0.0.1'" for d in domains())
+        work, out = tmp_path / "work", tmp_path / "run"
+        train = (f"model=gpt2-tiny out_dir={out} model.block_size=32 micro_batch_size=2 "
+                 "total_batch_tokens=128 max_steps=6 optim.warmup_steps=1 checkpoint_every_steps=3 "
+                 "eval_every_steps=3 eval_tokens=64 eval.sample_tokens=4 log_every_steps=1")
+        run = subprocess.run(
+            [sys.executable, "-m", "pipeline", f"workdir={work}", f"source.files=[{dump}]",
+             "stages=[links,fetch,extract,dedup,publish,tokenize]", "links.partitions=2",
+             "fetch.allow_private=true", f"fetch.hosts=[{hosts}]", "dedup.components_partitions=1",
+             "dedup.bucket_ranges=1", "dedup.max_rounds=2", "tokenize.tasks=2", "tokenize.val_fraction=0.25",
+             "executor=slurm", "executor.mem_gb=1", "executor.time_min=10",
+             f'train_after="{train}"', 'train_sbatch="--ntasks-per-node=2 --mem=2G"'],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600)  # anywhere, not only the checkout
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        printed = run.stdout + run.stderr
+        job = (work / "logs" / "slurm" / "train" / "job_id").read_text().strip()
+        token_job = next((work / "logs" / "slurm" / "tokenize").glob("*_0")).name.split("_")[0]
+        assert f"train: submitted job {job} to start after job {token_job} succeeds" in printed, printed
+        log = work / "logs" / "slurm" / "train" / f"{job}.out"
+        until(lambda: job_state(job) == "" and log.exists(), log, limit_s=600)
+    finally:
+        server.shutdown()
+    text = log.read_text()
+    assert "2 node(s) x 1 rank(s)" in text and "training finished" in text, text
+    assert sorted(losses(out)) == list(range(1, 7))
+    final = out / "checkpoints" / "step_0000006"
+    assert (final / "COMPLETE").exists() and (final / "rng_rank_1.pt").exists()
+    assert json.loads((work / "tokens" / "stats.json").read_text())["counts"]["kept"] >= 6
+
+    again = subprocess.run(  # the same command again: every stage is done; one more (resuming) job
+        [sys.executable, "-m", "pipeline", *run.args[3:]], cwd=tmp_path, capture_output=True, text=True,
+        timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "tokenize: all 2 tasks already done" in again.stdout + again.stderr
+    second = (work / "logs" / "slurm" / "train" / "job_id").read_text().strip()
+    assert second != job and "to start after" not in again.stdout + again.stderr
+    until(lambda: job_state(second) == "", log, limit_s=300)
+    assert "training finished" in (work / "logs" / "slurm" / "train" / f"{second}.out").read_text()
+    assert sorted(losses(out)) == list(range(1, 7)), "the finished run was not trained again"
+
+
+def test_requeues_stop_at_max_requeues(data, tmp_path):  # noqa: F811
+    """MAX_REQUEUES=0: the signal still gets its checkpoint, but the job ends instead of requeuing."""
+    out, log = tmp_path / "bounded", tmp_path / "job.log"
+    gate = TaskGate(tmp_path / "gate", hold=("train_step",))
+    gate.release("train_step", *range(3))
+    submitted = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=1", "--mem=2G", f"--output={log}",
+                                "slurm/train.sbatch", *command(data, out)[3:]],
+                               cwd=REPO, capture_output=True, text=True, timeout=120,
+                               env={**gate.env(), "MAX_REQUEUES": "0"})
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    try:
+        until(lambda: 3 in gate.started("train_step"), log)
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=60)
+        until(lambda: "SIGUSR1: the ranks finish" in log.read_text(), log)
+        gate.open("train_step")
+        until(lambda: job_state(job) == "", log)
+    finally:
+        subprocess.run(["scancel", job], timeout=60)
+    text = log.read_text()
+    assert "MAX_REQUEUES reached, not requeuing" in text and "; requeuing" not in text, text
+    assert "start 2" not in text and "checkpoint written; rerun" in text
+    steps = sorted(losses(out))
+    assert steps == list(range(1, steps[-1] + 1)) and 3 <= steps[-1] < 12
+    assert (out / "checkpoints" / f"step_{steps[-1]:07d}" / "COMPLETE").exists()

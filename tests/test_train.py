@@ -341,3 +341,25 @@ def test_old_checkpoints_are_pruned_but_every_kth_is_kept(tmp_path):
     checkpoint.prune(tmp_path, keep_last=2, keep_every=300)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "step_0000300", "step_0000500", "step_0000600", "step_0000700"]
+
+
+def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, tmp_path, monkeypatch):
+    import time
+
+    from train.loop import Ranks, Trainer, run
+
+    pause = 1.0
+    def slowed(real):
+        def slow(self, *args, **kwargs):
+            time.sleep(pause)
+            return real(self, *args, **kwargs)
+        return slow
+
+    for name in ("evaluate", "save"):  # each pauses training for a second, as a long evaluation would
+        monkeypatch.setattr(Trainer, name, slowed(getattr(Trainer, name)))
+    cfg = in_process_config(data, tmp_path / "run", max_steps=6, eval_every_steps=2, checkpoint_every_steps=2)
+    assert run(cfg, Ranks()) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    seconds = {r["step"]: cfg.total_batch_tokens / r["tokens_per_s"] for r in records if "loss" in r}
+    assert sorted(seconds) == list(range(1, 7))
+    assert max(seconds.values()) < pause / 2, seconds  # a tiny step takes milliseconds

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from model import weights
 from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.gpt2 import GPT
+from model.memory import GIB, step_memory
 from pipeline.runtime import hold_at_gate
 from pipeline.schema import to_dict
 from train import checkpoint as ckpt
@@ -225,7 +226,7 @@ class Trainer:
             no_sync = self.net.no_sync if isinstance(self.net, DDP) and not last else nullcontext
             with no_sync():  # gradients are all-reduced once, in the last micro-step's backward
                 with self.autocast():
-                    _, loss = self.net(x, y)
+                    loss = self.net(x, y)[1]  # the logits go at once, not held through backward
                 loss = loss / len(micro)
                 total += loss.detach()
                 self.scaler.scale(loss).backward()
@@ -321,9 +322,17 @@ class Trainer:
                  "tokens (%.2f epochs of %s training tokens)", f"{cfg.total_batch_tokens:,}",
                  self.ranks.world_size, self.loader.accumulation, cfg.micro_batch_size, cfg.model.block_size,
                  cfg.max_steps, f"{total:,}", total / data, f"{data:,}")
-        log.info("memory for weights, gradients and AdamW state: %.2f GiB per rank (fp32), activations "
-                 "not counted; peak for MFU: %s", 16 * n / 2**30,
+        memory = step_memory(cfg.model, cfg.micro_batch_size, half_precision=self.autocast_dtype is not None,
+                             world_size=self.ranks.world_size)
+        log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),
+                 ", torch.compile needs less" if cfg.compile else "",
                  "unknown" if self.peak is None else f"{self.peak / 1e12:.0f} TFLOP/s")
+        if self.device.type == "cuda":
+            have = torch.cuda.get_device_properties(self.device).total_memory
+            if memory.total > 0.95 * have:
+                log.warning("the estimate exceeds the %.1f GiB of %s: if the run runs out of memory, lower "
+                            "micro_batch_size (gradient accumulation keeps the batch of total_batch_tokens)",
+                            have / GIB, device_name(self.device))
 
     def evaluate(self) -> dict[str, Any]:
         from train import evaluate
@@ -376,16 +385,18 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
     wandb_run = trainer.start_wandb()
     bar = tqdm(total=cfg.max_steps, initial=trainer.step, unit="step", disable=None if ranks.main else True,
                dynamic_ncols=True)
-    start, timed_from = time.perf_counter(), trainer.step
+    busy, timed_from = 0.0, trainer.step  # seconds in steps: evaluation and checkpoints are not counted
     try:
         while trainer.step < cfg.max_steps:
-            result = trainer.train_step()
+            started = time.perf_counter()
+            result = trainer.train_step()  # it reads its loss back: the device keeps no step for later
+            busy += time.perf_counter() - started
             bar.update()
             if result["skipped"]:
                 check_bad_steps(trainer, result)
             if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps:
-                rate, util = trainer.tokens_per_s(time.perf_counter() - start, trainer.step - timed_from)
-                start, timed_from = time.perf_counter(), trainer.step
+                rate, util = trainer.tokens_per_s(busy, trainer.step - timed_from)
+                busy, timed_from = 0.0, trainer.step
                 record = {"step": trainer.step, "loss": result["loss"], "lr": result["lr"],
                           "grad_norm": result["grad_norm"], "tokens_per_s": rate, "mfu": util,
                           "tokens": trainer.tokens, "skipped_steps": trainer.bad_total}

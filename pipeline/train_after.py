@@ -49,6 +49,17 @@ def check(cfg: PipelineConfig) -> None:
             raise StageError(f"train_after trains on {tokens.root}, which the tokenize stage has not made: "
                              "add tokenize to stages (or set data.dir in train_after)")
         require_complete(tokens)
+    check_overrides(cfg)
+
+
+def check_overrides(cfg: PipelineConfig) -> None:
+    """The training job's overrides make a valid config, checked now rather than when the job starts."""
+    overrides = command(cfg, None)[command(cfg, None).index(str(SCRIPT)) + 1:]
+    probe = subprocess.run([sys.executable, "-m", "train.config", *overrides], capture_output=True,
+                           text=True, timeout=300)
+    if probe.returncode != 0:
+        said = probe.stderr.strip().removeprefix("config error: ") or f"exit status {probe.returncode}"
+        raise StageError(f"train_after is not a valid training config: {said}")
 
 
 def _overrides_data_dir(cfg: PipelineConfig) -> bool:

@@ -55,3 +55,16 @@ def test_the_cli_names_the_problem(tmp_path):
     assert run.returncode != 0
     assert "add tokenize to stages" in run.stderr or "sbatch, which is not on PATH" in run.stderr, run.stderr
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "logs" / "slurm" / "train").exists()
+
+
+def test_a_bad_training_config_stops_the_pipeline_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_after.shutil, "which", lambda name: "/usr/bin/" + name)
+    cfg = config(tmp_path, train_after="model=gpt2-tiny max_steps=20", stages=["publish", "tokenize"])
+    # (gpt2-tiny keeps the default warmup of 700 steps)
+    with pytest.raises(StageError, match="optim.warmup_steps: 700 exceeds max_steps=20"):
+        train_after.check(cfg)
+    cfg.train_after = "model=gpt2-tny"
+    with pytest.raises(StageError, match="Could not find 'model/gpt2-tny'"):
+        train_after.check(cfg)
+    cfg.train_after = "model=gpt2-tiny max_steps=20 optim.warmup_steps=2"
+    train_after.check(cfg)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from model.config import GPTConfig
 from pipeline.schema import ConfigError, param
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass
@@ -92,3 +95,24 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="model", name="gpt_schema", node=GPTConfig)
+
+
+def compose(overrides: list[str]) -> TrainConfig:
+    """The config ``python -m train overrides...`` would run with; raises if they are wrong."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from pipeline.schema import from_hydra
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return from_hydra(hydra_compose(config_name="train", overrides=overrides), TrainConfig)
+
+
+if __name__ == "__main__":  # python -m train.config OVERRIDES...: check them before a job is queued
+    import sys
+
+    try:
+        compose(sys.argv[1:])
+    except Exception as err:  # a ConfigError, or Hydra's own for an unknown key or a bad override
+        sys.exit(f"config error: {err}")

@@ -16,6 +16,7 @@ Import reads such a folder, for example OpenAI's published GPT-2 weights, into o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -167,9 +168,11 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str,
     return ours
 
 
-def load_hf(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """A Hugging Face GPT-2 folder (config.json + weights) as our model, in eval mode."""
+def load_hf(folder: str | Path, device: str | torch.device = "cpu", dropout: float = 0.0) -> GPT:
+    """A Hugging Face GPT-2 folder (config.json + weights) as our model, in eval mode; ``dropout``
+    for fine-tuning it (the folder's own dropout settings are transformers', not ours)."""
     folder = Path(folder)
     cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
+    cfg = dataclasses.replace(cfg, dropout=dropout)
     state = from_hf_state_dict(read_hf_weights(folder), cfg)
     return assemble(cfg, {k: v.to(device=device, dtype=torch.float32) for k, v in state.items()}, folder)

@@ -321,10 +321,14 @@ def test_init_from_a_hugging_face_folder(data, tmp_path):
     trainer.stop.restore()
     for name, tensor in source.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    cfg.model = type(cfg.model)(**{**cfg.model.__dict__, "dropout": 0.1})  # fine-tuning with dropout
+    tuned = Trainer(cfg, Ranks())
+    tuned.stop.restore()
+    assert tuned.model.transformer.drop.p == 0.1 and tuned.model.transformer.h[0].attn.dropout == 0.1
     cfg.model = type(cfg.model)(**{**cfg.model.__dict__, "n_layer": 3})
     from train.loop import TrainingError
 
-    with pytest.raises(TrainingError, match="pick the matching model config"):
+    with pytest.raises(TrainingError, match=r"another shape \(n_layer: 2 there, 3 here\); pick the matching"):
         Trainer(cfg, Ranks())
 
 

@@ -10,7 +10,6 @@ a row stop the run with the last good checkpoint intact.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -162,11 +161,14 @@ class Trainer:
         if self.cfg.init_from.startswith("hf:"):
             from model.hf import load_hf
 
-            model = load_hf(self.cfg.init_from[3:])
-            if dataclasses.asdict(model.config) | {"name": self.cfg.model.name} != dataclasses.asdict(
-                    self.cfg.model):
-                raise TrainingError(f"init_from={self.cfg.init_from} is a {model.config}, but model= says "
-                                    f"{self.cfg.model}; pick the matching model config")
+            model = load_hf(self.cfg.init_from[3:], dropout=self.cfg.model.dropout)
+            shape = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias")  # not name or dropout
+            there, here = model.config, self.cfg.model
+            differ = [f"{k}: {getattr(there, k)} there, {getattr(here, k)} here" for k in shape
+                      if getattr(there, k) != getattr(here, k)]
+            if differ:
+                raise TrainingError(f"init_from={self.cfg.init_from} is another shape ({'; '.join(differ)}); "
+                                    "pick the matching model config")
             return model.train()
         torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
         return GPT(self.cfg.model)

@@ -9,7 +9,7 @@ DEMO ?= demo
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint slurm-start slurm-stop clean
+.PHONY: setup demo test bench lint slurm-start slurm-stop clean
 
 setup: $(VENV)/.installed
 
@@ -20,26 +20,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-DEMO_PORT ?= 18080
+DEMO_ARGS ?=
 
+# The whole flow on the embedded sample: links -> fetch -> extract -> dedup -> publish -> tokenize ->
+# train gpt2-tiny on CPU -> export to a Hugging Face folder -> sample; a summary at the end.
 demo: setup
-	@echo "== webtext demo on the embedded sample, in $(DEMO)/: links -> fetch -> extract -> dedup -> publish -> tokenize"
-	$(PY) -m pipeline.sample $(DEMO) $(DEMO_PORT)
-	@echo "== links: Reddit submissions -> URLs; fetch: the pages, from a demo server on loopback (so the"
-	@echo "== demo turns the address guard off: fetch.allow_private=true); extract: their main text;"
-	@echo "== dedup: exact and near duplicates out; publish: corpus/ with manifest, dataset card and plots"
-	$(PY) -m pipeline.sample.server $(DEMO_PORT) & server=$$!; trap "kill $$server" EXIT; sleep 1; \
-	$(PY) -m pipeline workdir=$(DEMO) stages='[links,fetch,extract,dedup,publish]' \
-	  source.files='[$(DEMO)/dumps/RS_sample.zst]' links.partitions=2 fetch.allow_private=true \
-	  fetch.hosts="$$(cat $(DEMO)/hosts.txt)" fetch.per_host_delay_s=0.2 \
-	  dedup.components_partitions=2 dedup.bucket_ranges=1 dedup.max_rounds=4
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/links/stats.json')); print('links funnel:', s['submissions'], '-> urls:', s['counts'])"
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/fetch/stats.json')); print('fetch:', s['counts'], s['metrics'])"
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/docs/stats.json')); print('extract:', s['counts'], s['metrics'])"
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/dedup/stats.json')); print('dedup:', s['counts'], s['metrics'])"
-	@$(PY) -c "import json; m = json.load(open('$(DEMO)/corpus/manifest.json')); print('corpus:', m['documents'], 'documents,', m['tokens'], 'tokens in', len(m['shards']), 'shard(s); card: $(DEMO)/corpus/README.md')"
-	$(PY) -m pipeline workdir=$(DEMO) stages='[tokenize]' tokenize.tasks=2 tokenize.val_fraction=0.25
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/tokens/stats.json')); print('tokens:', s['metrics'])"
+	$(PY) -m pipeline.sample.demo $(DEMO) $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -318,8 +318,8 @@ class TokenizeConfig:
 @dataclass
 class PipelineConfig:
     workdir: str = param("work/pipeline", "root folder; each stage writes <workdir>/<stage>/")
-    stages: list[str] = param(doc="stages to run, in data-flow order",
-                              factory=lambda: ["links", "fetch", "extract"])
+    stages: list[str] = param(doc="stages to run, in data-flow order (default: the whole corpus flow)",
+                              factory=lambda: ["links", "fetch", "extract", "dedup", "publish", "tokenize"])
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)

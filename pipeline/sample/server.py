@@ -14,7 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from pipeline.sample import documents
+from pipeline.sample import DROPS, documents
 
 
 def article_page(doc: dict) -> bytes:
@@ -35,8 +35,15 @@ def article_page(doc: dict) -> bytes:
 </body></html>""".encode()
 
 
+def stub_page(title: str, body: str) -> bytes:
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body><nav><a href=\"/\">Home</a></nav><article>{body}</article></body></html>").encode()
+
+
 class SampleHandler(BaseHTTPRequestHandler):
     pages = {urlsplit(d["url"]).path: article_page(d) for d in documents()}
+    pages.update({urlsplit(url).path: stub_page(title, body)
+                  for url, title, body in DROPS if body is not None})
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = urlsplit(self.path).path

@@ -315,7 +315,7 @@ def test_pipeline_links_from_the_live_api_end_to_end(fake: FakeReddit, tmp_path:
 
     posts = fake.add_posts("news", 60) + fake.add_posts("science", 40, newest_utc=1_650_000_000)
     workdir = tmp_path / "live"
-    command = [sys.executable, "-m", "pipeline", f"workdir={workdir}", "source=reddit",
+    command = [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links]", "source=reddit",
                "source.subreddits=[news,science]", "source.listings=[new]", "links.partitions=3",
                f"source.oauth_url={fake.url}", f"source.reddit_url={fake.url}", "executor.workers=1"]
 

@@ -426,3 +426,26 @@ def test_the_demo_sample_gives_the_sample_documents(tmp_path):
     assert sorted(r["url"] for r in rows) == links  # the drops are for later stages
     counts = json.loads(mapper.paths.stats.read_text())["counts"]
     assert counts["kept"] == len(links) and sum(counts.values()) == 2 * len(documents()) + len(DROPS)
+
+
+def test_the_largest_hosts_and_the_crawls_time_floor_are_reported(tmp_path):
+    import json
+    import random
+
+    import pyarrow.parquet as pq
+
+    from tests.dumps import lines, submission, write_zst
+
+    rng = random.Random(11)
+    rows = [submission(rng, i, score=10) for i in range(2000)]
+    dump = tmp_path / "RS_2017-01.zst"
+    write_zst(dump, lines(rows))
+    _, reducer = run_links(tmp_path / "w", [dump], partitions=4)
+    stats = json.loads(reducer.paths.stats.read_text())
+    per_host: dict[str, int] = {}
+    for part in sorted(reducer.paths.root.glob("part-*.parquet")):
+        for host in pq.read_table(part, columns=["host"]).column("host").to_pylist():
+            per_host[host] = per_host.get(host, 0) + 1
+    expected = sorted(per_host.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+    assert [tuple(h) for h in stats["top_hosts"]] == expected  # merged over the four partitions, ranked
+    assert stats["crawl_floor_s"] == expected[0][1] * 1.0  # fetch.per_host_delay_s's default

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import heapq
 import itertools
+import json
 import logging
 import shutil
 import statistics
@@ -48,6 +49,7 @@ LINKS_SCHEMA = pa.schema([
     ("submission_ids", pa.list_(pa.string())),
 ])
 MERGE_BATCH_ROWS = 1024  # rows read at a time from each run in the reduce
+TOP_HOSTS = 20  # hosts with the most URLs, reported in stats.json for the crawl's time floor
 
 
 def _month(created: int, cache: dict[int, str]) -> str:
@@ -203,19 +205,29 @@ class LinksReduceStage(Stage):
         merged = heapq.merge(*(_read_run(Path(r)) for r in runs))
         rows: list[dict[str, Any]] = []
         hosts = 0
+        largest: list[tuple[int, str]] = []  # the TOP_HOSTS hosts with most URLs (a min-heap)
         with pq.ParquetWriter(ctx.output(f"part-{ctx.index:05d}.parquet"), LINKS_SCHEMA,
                               compression="zstd") as writer:
             for host, by_host in itertools.groupby(merged, key=lambda r: r[0]):
                 hosts += 1
+                urls = 0
                 for url, group in itertools.groupby(by_host, key=lambda r: r[1]):
                     row = self._aggregate(ctx, host, url, group)
                     if row is not None:
                         rows.append(row)
+                        urls += 1
                     if len(rows) >= self.conf.row_group_rows:
                         writer.write_table(pa.Table.from_pylist(rows, schema=LINKS_SCHEMA))
                         rows.clear()
+                if urls:
+                    heapq.heappush(largest, (urls, host))
+                    if len(largest) > TOP_HOSTS:
+                        heapq.heappop(largest)
             writer.write_table(pa.Table.from_pylist(rows, schema=LINKS_SCHEMA))
         ctx.add("hosts", hosts)
+        ranked = sorted(largest, key=lambda h: (-h[0], h[1]))
+        top = {host: urls for urls, host in ranked}
+        ctx.output(f"_hosts/part-{ctx.index:05d}.json").write_text(json.dumps(top))
 
     def _aggregate(self, ctx: TaskContext, host: str, url: str, group: Iterator[tuple]) -> dict | None:
         """One URL's provenance from its submissions (sorted by created_utc, then id)."""
@@ -250,8 +262,26 @@ class LinksReduceStage(Stage):
         if flagged:
             log.warning("links: months where the share of link posts with score >= %d collapses "
                         "(stale Pushshift scores?): %s", self.conf.min_score, ", ".join(flagged))
+        top = largest_hosts(self.paths.root)
+        delay = self.cfg.fetch.per_host_delay_s
+        floor = (next(iter(top.values()), 0) * delay) if top else 0.0
+        if top:
+            host, urls = next(iter(top.items()))
+            log.info("links: the largest host, %s, has %s URLs: at fetch.per_host_delay_s=%g the crawl "
+                     "takes at least %.1f h, however many tasks run", host, f"{urls:,}", delay, floor / 3600)
         return {**stats, "submissions": mapped.get("counts", {}), "months": months,
-                "flagged_months": flagged}
+                "flagged_months": flagged, "top_hosts": [[h, n] for h, n in top.items()],  # ranked
+                "crawl_floor_s": floor}
+
+
+def largest_hosts(root: Path, top: int | None = None) -> dict[str, int]:
+    """The hosts with the most URLs over all partitions, most first: the politeness delay serializes
+    each host's requests, so the largest one sets a floor under the crawl's time."""
+    merged: dict[str, int] = {}
+    for path in sorted(root.glob("_hosts/part-*.json")):
+        merged.update(json.loads(path.read_text()))  # a host lives in one partition
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+    return dict(ranked[:top or TOP_HOSTS])
 
 
 def _read_run(path: Path) -> Iterator[tuple]:

@@ -287,9 +287,11 @@ class PublishConfig:
 
     source: str = param("dedup", "stage whose documents are published: dedup, or extract to publish "
                         "without deduplication", choices=("dedup", "extract"))
-    shard_mib: float = param(256.0, "Parquet shard size to aim for (MiB, compressed, on disk)", gt=0)
-    row_group_rows: int = param(1000, "documents per Parquet row group (a shard ends after the row "
-                                "group that reaches shard_mib)", ge=1)
+    shard_mib: float = param(256.0, "Parquet shard size to aim for (MiB, compressed, on disk; estimated "
+                             "from the inputs' compressed sizes, so shards land within some tens of "
+                             "percent), whatever the number of partitions", gt=0)
+    row_group_rows: int = param(1000, "documents per Parquet row group of a corpus shard (counted from "
+                                "the shard's first document)", ge=1)
     jsonl: bool = param(False, "also write jsonl.zst shards in the lm_dataformat layout "
                         "({text, meta} per line), as OpenWebText2 ships")
     top_domains: int = param(50, "domains listed in the manifest and the card", ge=1)

@@ -1,15 +1,24 @@
 """The publish stage: deduplicated documents -> the corpus as users get it (``corpus/``).
 
-One task per documents shard (``links.partitions``), in document order: each writes its documents as
-Parquet shards of about ``publish.shard_mib`` (``corpus/part-SSSSS-JJJ.parquet``: the input shard,
-then the piece, so name order is document order and tasks run in parallel), optionally the same
-documents as ``jsonl.zst`` in the lm_dataformat layout (``{"text", "meta"}`` per line), and a
-summary of what it wrote (``corpus/_parts/SSSSS.json``: files with sha256, documents per month,
-domains, lengths). When every task is done, the driver writes ``manifest.json`` (totals, shards
-with sha256, the resolved config, every stage's stats: the funnel from submissions to documents),
-the dataset card ``README.md`` (a YAML header that ``datasets`` and the Hugging Face Hub read) and
-plots as PNG. Domains are partitioned by host upstream, so per-task domain counts are exact and the
-global top list is exact too.
+The documents, in order (input partition by partition, ``links.partitions`` of them, row by row), are
+cut into shards of about ``publish.shard_mib``, however many partitions hold them: a plan made from
+the inputs' Parquet footers alone (rows and compressed bytes of each row group, a cheap and
+deterministic measure) sets how many shards there are and which rows each holds, whole partitions
+grouped or a large one split by rows (``plan_shards``). Every task makes the same plan and writes a
+contiguous run of the shards (``corpus/part-KKKKK.parquet``, numbered in document order), optionally
+the same documents as ``jsonl.zst`` in the lm_dataformat layout (``{"text", "meta"}`` per line), and a
+summary of what it wrote (``corpus/_parts/NNNNN.json``: files with sha256 and the rows they hold,
+documents per month, lengths, domain counts per input partition, the plan's digest). A shard's bytes
+depend only on its rows and the config, so they do not depend on the executor, the worker count or
+an interrupted run. The task count stays ``links.partitions``: the SLURM executor submits every
+stage's array before its input exists, so it cannot follow from the corpus size; tasks whose share
+of the shards is empty finish at once.
+
+When every task is done, the driver writes ``manifest.json`` (totals, shards with sha256, the
+resolved config, every stage's stats: the funnel from submissions to documents), the dataset card
+``README.md`` (a YAML header that ``datasets`` and the Hugging Face Hub read) and plots as PNG.
+Domains are partitioned by host upstream, so a domain's documents all come from one input
+partition: its count, summed over the tasks that read that partition, is exact, and so is the top list.
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ import io
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +43,7 @@ import zstandard
 
 from pipeline.config import PublishConfig
 from pipeline.paths import StagePaths
+from pipeline.plots import plots
 from pipeline.runtime import (
     Stage,
     StageError,
@@ -50,6 +63,10 @@ CORPUS_SCHEMA = pa.schema([
     ("date", pa.string()), ("author", pa.string()), ("lang", pa.string()), ("lang_score", pa.float32()),
     ("n_chars", pa.int64()), ("n_tokens", pa.int64()), ("fetched_at", pa.float64()),
 ])
+# The input columns a corpus row is made of (``subreddit`` comes from ``subreddits``): only these are
+# read, and only their bytes count towards a shard's size.
+SOURCE_COLUMNS = ("id", "url", "domain", "title", "text", "subreddits", "score", "n_submissions",
+                  "created_utc", "date", "author", "lang", "lang_score", "n_chars", "n_tokens", "fetched_at")
 LENGTH_BINS = [0, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, math.inf]
 FUNNEL_STAGES = ("links", "fetch", "extract", "dedup")
 
@@ -58,6 +75,91 @@ def _month(created_utc: int | None) -> str:
     if created_utc is None:
         return "unknown"
     return datetime.fromtimestamp(created_utc, tz=timezone.utc).strftime("%Y-%m")
+
+
+# --- the plan: which rows go to which shard, from the inputs' footers -----------------------------
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[start, stop)`` of input partition ``partition``: all or part of one corpus shard."""
+
+    partition: int
+    start: int
+    stop: int
+
+
+def row_group_sizes(path: Path) -> list[tuple[int, int]]:
+    """(rows, compressed bytes of the columns the corpus keeps) of each row group of ``path``.
+
+    Read from the Parquet footer only: the estimate of what the rows weigh in a corpus shard (zstd
+    too) that the plan is made from, the same on every machine and in every task.
+    """
+    meta = pq.read_metadata(path)
+    sizes = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        kept = (group.column(c) for c in range(group.num_columns))
+        sizes.append((group.num_rows, sum(c.total_compressed_size for c in kept
+                                          if c.path_in_schema.split(".")[0] in SOURCE_COLUMNS)))
+    return sizes
+
+
+def plan_shards(row_groups: list[list[tuple[int, int]]], target_bytes: int) -> list[list[Piece]]:
+    """The corpus shards, each as its pieces of input partitions, in document order.
+
+    ``row_groups[p]`` lists (rows, estimated bytes) of each row group of partition ``p``. The documents
+    (partition by partition, row by row) are cut into ``round(total / target_bytes)`` shards (at least
+    one, at most one per document) of equal estimated bytes, a document weighing its row group's bytes
+    divided by its rows. Integer arithmetic only: the same inputs give the same plan everywhere.
+    """
+    groups = [(rows, size) for partition in row_groups for rows, size in partition if rows]
+    total_rows = sum(rows for rows, _ in groups)
+    if not total_rows:
+        return []
+    total = sum(size for _, size in groups)
+    count = max(1, min(total_rows, round(total / target_bytes)))
+    cuts = [0]  # global row indices where shards start
+    k, before, row = 1, 0, 0  # the boundary sought; bytes and rows before this row group
+    for rows, size in groups:
+        # Boundary k is the first row with at least k * total / count estimated bytes before it.
+        while k < count and size and count * (before + size) >= k * total:
+            cut = row - (-rows * (k * total - count * before) // (count * size))  # ceiling division
+            if cut > cuts[-1]:  # one document heavier than a shard: no empty shard after it
+                cuts.append(cut)
+            k += 1
+        before += size
+        row += rows
+    if cuts[-1] < total_rows:
+        cuts.append(total_rows)
+    lengths = [sum(rows for rows, _ in partition) for partition in row_groups]
+    firsts = [0, *accumulate(lengths)]
+    shards = []
+    for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
+        first = bisect.bisect_right(firsts, start) - 1
+        pieces = []
+        for p in range(first, len(row_groups)):
+            lo, hi = max(start, firsts[p]), min(stop, firsts[p + 1])
+            if lo >= stop:
+                break
+            if lo < hi:
+                pieces.append(Piece(p, lo - firsts[p], hi - firsts[p]))
+        shards.append(pieces)
+    return shards
+
+
+def plan_digest(shards: list[list[Piece]]) -> str:
+    """A fingerprint of the plan: the tasks of one corpus must all have made the same one."""
+    rows = [[(p.partition, p.start, p.stop) for p in pieces] for pieces in shards]
+    return hashlib.sha256(orjson.dumps(rows)).hexdigest()[:16]
+
+
+def task_shards(index: int, tasks: int, shards: int) -> range:
+    """The shards task ``index`` of ``tasks`` writes: a contiguous run, the runs in task order."""
+    return range(index * shards // tasks, (index + 1) * shards // tasks)
+
+
+# --- writing ----------------------------------------------------------------------------------------
 
 
 class _HashedFile(io.FileIO):
@@ -74,10 +176,16 @@ class _HashedFile(io.FileIO):
 
 
 class _Shard:
-    """One corpus shard being written: its Parquet file and, optionally, its jsonl.zst twin."""
+    """One corpus shard being written: its Parquet file and, optionally, its jsonl.zst twin.
 
-    def __init__(self, ctx: TaskContext, name: str, jsonl: bool) -> None:
-        self.entry: dict[str, Any] = {"name": f"{name}.parquet", "documents": 0, "tokens": 0}
+    Rows are written in row groups of ``group_rows``, counted from the shard's first row, whatever
+    batches they arrive in: a shard's bytes are a function of its rows alone.
+    """
+
+    def __init__(self, ctx: TaskContext, name: str, jsonl: bool, group_rows: int) -> None:
+        self.entry: dict[str, Any] = {"name": f"{name}.parquet", "documents": 0, "tokens": 0, "inputs": []}
+        self.group_rows = group_rows
+        self.pending: list[dict[str, Any]] = []
         self.parquet = _HashedFile(ctx.output(self.entry["name"]))
         self.writer = pq.ParquetWriter(self.parquet, CORPUS_SCHEMA, compression="zstd")
         self.jsonl = self.lines = None
@@ -86,11 +194,13 @@ class _Shard:
             self.jsonl = _HashedFile(ctx.output(self.entry["jsonl"]))
             self.lines = zstandard.ZstdCompressor(level=3).stream_writer(self.jsonl, closefd=False)
 
-    @property
-    def bytes(self) -> int:
-        return self.parquet.tell()
-
     def write(self, rows: list[dict[str, Any]]) -> None:
+        self.pending.extend(rows)
+        while len(self.pending) >= self.group_rows:
+            self._write_group(self.group_rows)
+
+    def _write_group(self, n: int) -> None:
+        rows, self.pending = self.pending[:n], self.pending[n:]
         self.writer.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA))
         if self.lines is not None:  # lm_dataformat: {"text", "meta"} per line
             self.lines.write(b"".join(
@@ -100,7 +210,9 @@ class _Shard:
         self.entry["tokens"] += sum(r["n_tokens"] or 0 for r in rows)
 
     def close(self) -> dict[str, Any]:
-        """Finish the files; the shard's manifest entry (counts, bytes, sha256)."""
+        """Finish the files; the shard's manifest entry (counts, bytes, sha256, input rows)."""
+        if self.pending:
+            self._write_group(len(self.pending))
         self.writer.close()
         self.entry["bytes"], self.entry["sha256"] = self.parquet.tell(), self.parquet.sha256.hexdigest()
         self.parquet.close()
@@ -110,6 +222,54 @@ class _Shard:
             self.entry["jsonl_sha256"] = self.jsonl.sha256.hexdigest()
             self.jsonl.close()
         return self.entry
+
+
+class _Tally:
+    """What a task's documents look like: months, lengths, and domains per input partition."""
+
+    def __init__(self) -> None:
+        self.months: Counter[str] = Counter()
+        self.lengths = [0] * (len(LENGTH_BINS) - 1)
+        self.domains: dict[int, Counter[str]] = {}
+
+    def add(self, partition: int, rows: list[dict[str, Any]]) -> None:
+        domains = self.domains.setdefault(partition, Counter())
+        for r in rows:
+            self.months[_month(r["created_utc"])] += 1
+            domains[r["domain"] or "unknown"] += 1
+            self.lengths[bisect.bisect_right(LENGTH_BINS, r["n_chars"]) - 1] += 1
+
+
+class _TopDomains:
+    """The exact top domains and domain count, merged from the tasks' counts in task order.
+
+    A domain's documents all lie in one input partition (hosts are partitioned upstream), and the
+    tasks read the partitions in order: once a later partition shows up, an earlier one is complete,
+    its counts are final and only its top ``n`` can reach the global top list.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.open: dict[int, Counter[str]] = {}
+        self.top: dict[str, int] = {}
+        self.count = 0
+
+    def add(self, by_partition: dict[str, dict[str, int]]) -> None:
+        for partition, counts in sorted((int(p), c) for p, c in by_partition.items()):
+            for done in [p for p in self.open if p < partition]:
+                self._close(done)
+            self.open.setdefault(partition, Counter()).update(counts)
+
+    def _close(self, partition: int) -> None:
+        counts = self.open.pop(partition)
+        self.count += len(counts)
+        counts.update(self.top)  # disjoint as said; summed, should inputs made elsewhere mix hosts
+        self.top = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:self.n])
+
+    def result(self) -> tuple[dict[str, int], int]:
+        for partition in sorted(self.open):
+            self._close(partition)
+        return self.top, self.count
 
 
 class PublishStage(Stage):
@@ -124,53 +284,81 @@ class PublishStage(Stage):
         return StagePaths(self.workdir, self.conf.source)
 
     @property
-    def num_tasks(self) -> int:
+    def partitions(self) -> int:
         return self.cfg.links.partitions
 
+    @property
+    def num_tasks(self) -> int:
+        return self.partitions
+
     def stage_config(self) -> dict[str, Any]:
-        return {"publish": to_dict(self.conf), "shards": self.num_tasks}
+        # "plan": how shards are cut; outputs of the earlier one-task-per-partition layout are refused.
+        return {"publish": to_dict(self.conf), "shards": self.partitions, "plan": "by_size"}
 
     def check_inputs(self) -> None:
         if not self.source.root.is_dir():
             raise StageError(f"publish: no documents in {self.source.root}; run the {self.conf.source} "
                              f"stage first (or set publish.source)")
         require_complete(self.source)
-        missing = [i for i in range(self.num_tasks) if not self._input(i).exists()]
+        missing = [i for i in range(self.partitions) if not self._input(i).exists()]
         if missing:
-            raise StageError(f"publish: {len(missing)} of {self.num_tasks} shards missing in "
-                             f"{self.source.root} (links.partitions={self.num_tasks}), first "
+            raise StageError(f"publish: {len(missing)} of {self.partitions} shards missing in "
+                             f"{self.source.root} (links.partitions={self.partitions}), first "
                              f"{self._input(missing[0]).name}")
 
     def _input(self, index: int) -> Path:
         return self.source.root / f"part-{index:05d}.parquet"
 
+    def plan(self) -> list[list[Piece]]:
+        """Every corpus shard as pieces of the inputs (``plan_shards`` on their footers)."""
+        sizes = [row_group_sizes(self._input(p)) for p in range(self.partitions)]
+        return plan_shards(sizes, max(1, int(self.conf.shard_mib * (1 << 20))))
+
     def run_task(self, ctx: TaskContext) -> None:
-        target = int(self.conf.shard_mib * (1 << 20))
+        shards = self.plan()
+        mine = task_shards(ctx.index, ctx.tasks, len(shards))
+        ctx.logger.info("shards %s of %d", f"{mine.start}-{mine.stop - 1}" if mine else "none", len(shards))
         files: list[dict[str, Any]] = []
-        months: Counter[str] = Counter()
-        domains: Counter[str] = Counter()
-        lengths = [0] * (len(LENGTH_BINS) - 1)
-        shard: _Shard | None = None
-        for batch in pq.ParquetFile(self._input(ctx.index)).iter_batches(self.conf.row_group_rows):
-            if shard is None or shard.bytes >= target:
-                if shard is not None:
-                    files.append(shard.close())
-                shard = _Shard(ctx, f"part-{ctx.index:05d}-{len(files):03d}", self.conf.jsonl)
-            rows = [self._row(r) for r in batch.to_pylist()]
-            shard.write(rows)
-            for r in rows:
-                months[_month(r["created_utc"])] += 1
-                domains[r["domain"] or "unknown"] += 1
-                lengths[bisect.bisect_right(LENGTH_BINS, r["n_chars"]) - 1] += 1
-            ctx.count("kept", len(rows))
-        if shard is not None:
+        tally = _Tally()
+        for k in ctx.progress(mine, len(mine), "shards"):
+            shard = _Shard(ctx, f"part-{k:05d}", self.conf.jsonl, self.conf.row_group_rows)
+            for piece in shards[k]:
+                shard.entry["inputs"].append({"file": self._input(piece.partition).name,
+                                              "rows": [piece.start, piece.stop]})
+                for rows in self._documents(piece):
+                    shard.write(rows)
+                    tally.add(piece.partition, rows)
+                    ctx.count("kept", len(rows))
             files.append(shard.close())
         ctx.add("tokens", sum(f["tokens"] for f in files))
         ctx.add("bytes", sum(f["bytes"] for f in files))
-        summary = {"files": files, "months": dict(sorted(months.items())),
-                   "domains": dict(domains.most_common(self.conf.top_domains)),
-                   "domain_count": len(domains), "lengths": lengths}
+        ctx.add("shards", len(files))
+        summary = {"plan": plan_digest(shards), "files": files, "months": dict(sorted(tally.months.items())),
+                   "lengths": tally.lengths,
+                   "domains": {f"{p:05d}": dict(c) for p, c in sorted(tally.domains.items())}}
         atomic_write(ctx.output(f"_parts/{ctx.index:05d}.json"), dump_json(summary))
+
+    def _documents(self, piece: Piece) -> Iterator[list[dict[str, Any]]]:
+        """The rows of ``piece`` as corpus rows, in order, streamed in batches of ``row_group_rows``."""
+        with pq.ParquetFile(self._input(piece.partition)) as source:
+            columns = [c for c in SOURCE_COLUMNS if c in source.schema_arrow.names]
+            first = 0  # the row group's first row in the file
+            for g in range(source.num_row_groups):
+                rows = source.metadata.row_group(g).num_rows
+                lo, hi = max(piece.start - first, 0), min(piece.stop - first, rows)  # within the group
+                first += rows
+                if lo >= hi:
+                    continue
+                at = 0  # the batch's first row in the group
+                for batch in source.iter_batches(self.conf.row_group_rows, row_groups=[g], columns=columns):
+                    a, b = max(lo - at, 0), min(hi - at, batch.num_rows)
+                    if a < b:
+                        yield [self._row(r) for r in batch.slice(a, b - a).to_pylist()]
+                    at += batch.num_rows
+                    if at >= hi:
+                        break
+                if first >= piece.stop:
+                    break
 
     @staticmethod
     def _row(doc: dict[str, Any]) -> dict[str, Any]:
@@ -186,15 +374,23 @@ class PublishStage(Stage):
     # --- driver side, once every task is done ---------------------------------------------------------
 
     def summarize(self, stats: dict[str, Any]) -> dict[str, Any]:
-        parts = [read_json(self.paths.root / "_parts" / f"{i:05d}.json") for i in range(self.num_tasks)]
-        files = [f for part in parts for f in part["files"]]
+        files: list[dict[str, Any]] = []
         months: Counter[str] = Counter()
-        domains: Counter[str] = Counter()
         lengths = [0] * (len(LENGTH_BINS) - 1)
-        for part in parts:
+        domains = _TopDomains(self.conf.top_domains)
+        plans: dict[str, int] = {}
+        for index in range(self.num_tasks):  # one task's summary at a time
+            part = read_json(self.paths.root / "_parts" / f"{index:05d}.json")
+            plans.setdefault(part.get("plan", "none"), index)
+            files.extend(part["files"])
             months.update(part["months"])
-            domains.update(part["domains"])  # disjoint across tasks: hosts are partitioned
             lengths = [a + b for a, b in zip(lengths, part["lengths"], strict=True)]
+            domains.add(part["domains"])
+        if len(plans) > 1:
+            raise StageError(f"publish: tasks {sorted(plans.values())} of {self.paths.root} cut the corpus "
+                             f"differently: the inputs in {self.source.root} changed between them. Delete "
+                             f"{self.paths.root} and publish again")
+        top, domain_count = domains.result()
         stages = {}
         for name in FUNNEL_STAGES:
             path = StagePaths(self.workdir, name).stats
@@ -203,8 +399,7 @@ class PublishStage(Stage):
         manifest = {
             "documents": sum(f["documents"] for f in files), "tokens": sum(f["tokens"] for f in files),
             "bytes": sum(f["bytes"] for f in files), "shards": files, "months": dict(sorted(months.items())),
-            "top_domains": dict(domains.most_common(self.conf.top_domains)),
-            "domains": sum(p["domain_count"] for p in parts),
+            "top_domains": top, "domains": domain_count,
             "length_histogram": {"bins": LENGTH_BINS[:-1], "documents": lengths},
             "funnel": funnel(stages), "stages": stages, "config": to_dict(self.cfg),
         }
@@ -325,59 +520,3 @@ def _size_category(documents: int) -> str:
         if documents < limit:
             return label
     return "10M<n<100M"
-
-
-def plots(manifest: dict[str, Any], folder: Path) -> None:
-    """PNG plots beside the card: documents per month, top domains, length histogram, funnel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def save(fig: Any, name: str) -> None:
-        buffer = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write(folder / name, buffer.getvalue())
-
-    months = manifest["months"]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.bar(range(len(months)), list(months.values()))
-    ax.set_xticks(range(len(months)), list(months), rotation=90, fontsize=7)
-    ax.set_ylabel("documents")
-    ax.set_title("Documents by month of first submission")
-    save(fig, "documents_per_month.png")
-
-    top = list(manifest["top_domains"].items())[:30][::-1]
-    fig, ax = plt.subplots(figsize=(8, 8))
-    ax.barh([d for d, _ in top], [n for _, n in top])
-    ax.set_xlabel("documents")
-    ax.set_title("Top domains")
-    save(fig, "top_domains.png")
-
-    bins = manifest["length_histogram"]["bins"]
-    labels = [f">={b:,}" for b in bins]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar(labels, manifest["length_histogram"]["documents"])
-    ax.set_xlabel("characters")
-    ax.set_ylabel("documents")
-    ax.set_title("Document length")
-    save(fig, "length_histogram.png")
-
-    rows = [r for r in manifest["funnel"] if r["dropped"]]
-    reasons = sorted({k for r in rows for k in r["dropped"]})
-    fig, ax = plt.subplots(figsize=(10, 1 + 0.4 * max(1, len(reasons))))
-    y = 0
-    for row in rows:
-        for reason in sorted(row["dropped"], key=lambda k: -row["dropped"][k]):
-            ax.barh(y, row["dropped"][reason])
-            ax.text(0, y, f" {row['stage']}: {reason}", va="center", fontsize=7)
-            y += 1
-    ax.set_yticks([])
-    dropped = [n for r in rows for n in r["dropped"].values() if n > 0]
-    if dropped and max(dropped) > 100 * min(dropped):
-        ax.set_xscale("log")
-    ax.set_xlabel("items dropped")
-    ax.set_title("Where items were dropped, by stage and reason")
-    save(fig, "funnel.png")

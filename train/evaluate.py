@@ -59,7 +59,10 @@ def text_samples(model: GPT, prompts: list[str], tokens: int, seed: int) -> list
 
 
 def plot_losses(out_dir: Path) -> Path | None:
-    """``loss.png`` from ``metrics.jsonl``: training loss per step and validation loss."""
+    """``loss.png`` from ``metrics.jsonl``: training loss per logged step and validation loss.
+
+    The legend sits outside the axes, to their right, so it never covers a curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,16 +74,17 @@ def plot_losses(out_dir: Path) -> Path | None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     if train:
         ax.plot(*zip(*train, strict=True), label="train", linewidth=1)
     if val:
         ax.plot(*zip(*val, strict=True), label="validation", marker="o")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(f"Training and validation loss: {out_dir.name}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats per token)")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    if train or val:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     target = out_dir / "loss.png"
     tmp = out_dir / ".loss.png.tmp"
     fig.savefig(tmp, format="png", dpi=100)

@@ -388,6 +388,7 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
     bar = tqdm(total=cfg.max_steps, initial=trainer.step, unit="step", disable=None if ranks.main else True,
                dynamic_ncols=True)
     busy, timed_from = 0.0, trainer.step  # seconds in steps: evaluation and checkpoints are not counted
+    logged = False
     try:
         while trainer.step < cfg.max_steps:
             started = time.perf_counter()
@@ -396,7 +397,9 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
             bar.update()
             if result["skipped"]:
                 check_bad_steps(trainer, result)
-            if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps:
+            # the first step of a run (or of a resumed one) too: the loss it starts from
+            if trainer.step % cfg.log_every_steps == 0 or trainer.step == cfg.max_steps or not logged:
+                logged = True
                 rate, util = trainer.tokens_per_s(busy, trainer.step - timed_from)
                 busy, timed_from = 0.0, trainer.step
                 record = {"step": trainer.step, "loss": result["loss"], "lr": result["lr"],

@@ -27,6 +27,12 @@ DEMO_ARGS ?=
 demo: setup
 	$(PY) -m pipeline.sample.demo $(DEMO) $(DEMO_ARGS)
 
+BENCH_ARGS ?=
+
+# Every benchmark beside its baseline, interleaved, in one table (bench/run.py; --full for the long settings).
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

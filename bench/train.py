@@ -37,35 +37,42 @@ CUDA ``model.flops.peak_flops`` for bf16. The loss is the mean training loss of 
 (step ``warmup + steps``), the same step on both sides.
 
 Prints a header, one line per run, then ours (the best of compile on/off) as a multiple of the
-transformers loop's tokens/s and the two losses.
+transformers loop's tokens/s and the two losses. In the table of ``bench/run.py``: ours with compile
+off (and on, with ``--full``) beside the transformers loop at the defaults, on CPU, 3 timed steps a
+run (10 with ``--full``); issue 12's goal: >= 1.1x.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
+
+# First of all, before any import: the repository first on sys.path and bench/ off it (bench/measure.py).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT), *(p for p in sys.path if p not in (str(ROOT), str(ROOT / "bench")))]
+
+import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.config import GPTConfig  # noqa: E402
-from model.flops import device_name, flops_per_token, mfu, peak_flops  # noqa: E402
-from model.gpt2 import GPT  # noqa: E402
-from model.hf import hf_config, to_hf_state_dict  # noqa: E402
-from pipeline.schema import validate  # noqa: E402
-from pipeline.tokenize import header  # noqa: E402
-from tests.test_model_config import model_config  # noqa: E402
-from train.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
-from train.data import TrainLoader, Windows, shard_paths  # noqa: E402
-from train.loop import Ranks, Trainer, lr_at  # noqa: E402
+from bench.measure import Measure
+from model.config import GPTConfig
+from model.flops import device_name, flops_per_token, mfu, peak_flops
+from model.gpt2 import GPT
+from model.hf import hf_config, to_hf_state_dict
+from pipeline.schema import validate
+from pipeline.tokenize import header
+from tests.test_model_config import model_config
+from train.config import DataConfig, OptimConfig, TrainConfig
+from train.data import TrainLoader, Windows, shard_paths
+from train.loop import Ranks, Trainer, lr_at
 
 SEED = 1337
 EOT = 50256
@@ -213,7 +220,7 @@ def cpu_peak_flops(n: int = 2048, repeat: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gpt2-mini")
     parser.add_argument("--block-size", type=int, default=256)
@@ -223,7 +230,42 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", choices=("both", "on", "off"), default="both")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def measures(full: bool) -> Iterator[list[Measure]]:
+    """Ours beside the transformers loop at the defaults (``gpt2-mini``, block 256, micro-batch 4, CPU),
+    ``--warmup`` untimed steps each, then each run ``steps`` timed steps; compile off, and with
+    ``full`` compile on as well (issue 12's goal, on the better of the two: >= 1.1x)."""
+    args = arguments([])
+    steps = 10 if full else 3
+    model = model_config(args.model)
+    model.block_size = args.block_size
+    tokens_per_step = args.micro_batch * args.block_size * args.accum
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        make_data(data, 0)  # the loader goes round epochs: any size will do
+        runs = [Run(f"ours, compile {'on' if on else 'off'}",
+                    ours(train_config(args, model, data, Path(tmp) / f"out-{int(on)}", on)))
+                for on in ((False, True) if full else (False,))]
+        step, attention = transformers_loop(train_config(args, model, data, Path(tmp) / "out-hf", False))
+        theirs = Run(f"transformers loop ({attention})", step)
+        measure(runs + [theirs], args.warmup, 0, lambda: None)  # the untimed steps (and compilation)
+
+        def rate(run: Run) -> Callable[[], float]:
+            def timed() -> float:
+                seconds = sum(call(run, fallible=False) for _ in range(steps))
+                return steps * tokens_per_step / seconds
+            return timed
+
+        yield [Measure(f"train {args.model}, {run.name}", "tokens/s", rate(run), rate(theirs), theirs.name,
+                       goal=1.1, issue=12) for run in runs if run.error is None]
+
+
+def main() -> None:
+    args = arguments()
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"

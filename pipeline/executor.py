@@ -80,9 +80,11 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _init_worker() -> None:
+def _init_worker(stages: tuple[Stage, ...] = ()) -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup or `&` in a script: keep ignoring
         signal.signal(signal.SIGINT, _on_sigint)
+    for stage in stages:
+        stage.warm_up()
 
 
 def _run_in_worker(stage: Stage, index: int) -> dict[str, Any]:
@@ -119,7 +121,7 @@ class LocalExecutor(Executor):
                 pending = runtime.pending_tasks(stage)
                 log.info("%s: %d of %d tasks to run", stage.name, len(pending), stage.num_tasks)
                 if pending:
-                    pool = pool or self._pool()
+                    pool = pool or self._pool(stages)
                     self._run_tasks(pool, stage, pending)
                 stats = runtime.finalize(stage)
                 log.info("%s: done; %s", stage.name, stats["counts"])
@@ -134,11 +136,12 @@ class LocalExecutor(Executor):
         if then is not None:
             then(None)
 
-    def _pool(self) -> ProcessPoolExecutor:
-        # Workers start as tasks need them (spawn and forkserver), up to this many.
+    def _pool(self, stages: list[Stage]) -> ProcessPoolExecutor:
+        # Workers start as tasks need them (spawn and forkserver), up to this many; each warms up
+        # for the run's stages as it starts.
         workers = self.cfg.workers or os.cpu_count() or 1
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.cfg.start_method),
-                                   initializer=_init_worker)
+                                   initializer=_init_worker, initargs=(tuple(stages),))
 
     def _run_tasks(self, pool: ProcessPoolExecutor, stage: Stage, pending: list[int]) -> None:
         failures: list[str] = []

@@ -140,6 +140,10 @@ class Stage(ABC):
     def check_inputs(self) -> None:
         """Raise ``StageError`` when the stage's inputs are missing or incomplete."""
 
+    def warm_up(self) -> None:
+        """Worker-side: load what every task of the stage needs (a tokenizer, a model) once, when
+        a local worker process starts, rather than in its first task."""
+
     def summarize(self, stats: dict[str, Any]) -> dict[str, Any]:
         """The stage's ``stats.json`` from the summed task stats; stages may add reports."""
         return stats

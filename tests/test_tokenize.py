@@ -85,3 +85,19 @@ def test_read_shard_rejects_damage(tmp_path):
     wrong.write_bytes(b"\0" * 2048)
     with pytest.raises(ValueError, match="not an llm.c token shard"):
         read_shard(wrong)
+
+
+def test_tokens_are_tiktokens_encode_ordinary_with_special_text_as_plain_text(tmp_path):
+    import pyarrow as pa
+
+    from model.tokenizer import EOT_ID, gpt2_encoding
+
+    texts = ["Plain English, with numbers 1,024 and punctuation!", "a <|endoftext|> inside the text",
+             "Ünïcödé — “quotes”, emoji 🙂, 中文 and a tab\there", "  leading and trailing spaces  "]
+    (tmp_path / "corpus").mkdir()
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(len(texts))], "text": texts}),
+                   tmp_path / "corpus" / "part-00000.parquet")
+    stage = run_tokenize(tmp_path, tasks=1, val_fraction=0.0)
+    enc = gpt2_encoding()
+    expected = [t for text in texts for t in [EOT_ID, *enc.encode_ordinary(text)]]
+    assert token_stream(stage.paths.root, "train").tolist() == expected

@@ -14,7 +14,8 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_the_demo_goes_from_the_sample_dump_to_generated_text(tmp_path):
     folder = tmp_path / "demo"
-    done = subprocess.run([sys.executable, "-m", "pipeline.sample.demo", str(folder), "--steps", "30"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.sample.demo", str(folder), "--steps", "30",
+                           "--port", "0"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

@@ -1,6 +1,6 @@
 """``python -m pipeline.sample.demo FOLDER``: the whole flow on the embedded sample, then a summary.
 
-    python -m pipeline.sample.demo demo [--steps 300] [--port 18080]
+    python -m pipeline.sample.demo demo [--steps 300] [--port 18080]   # --port 0: a free port
 
 From a Reddit submission dump to a trained, exported GPT-2, with the commands a user types:
 
@@ -172,11 +172,17 @@ def main() -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
-    parser.add_argument("--port", type=int, default=0, help="demo server port (default: a free one)")
+    parser.add_argument("--port", type=int, default=18080,
+                        help="demo server port (default 18080; the pages' URLs, hence the documents' "
+                        "ids and the train/val split, carry it; 0 picks a free one)")
     args = parser.parse_args()
     folder = args.folder.resolve()
     started = time.monotonic()
-    server = serve(args.port)
+    try:
+        server = serve(args.port)
+    except OSError as err:
+        sys.exit(f"demo: cannot serve the sample on 127.0.0.1:{args.port} ({err.strerror}); "
+                 f"pick another port: --port N (make demo DEMO_ARGS='--port N')")
     try:
         port = server.server_address[1]
         dump = write_dump(folder / "dumps", port)

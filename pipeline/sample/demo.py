@@ -152,8 +152,8 @@ def summary(folder: Path, sample_text: str, seconds: float) -> str:
             ["validation loss at the end", fmt(val)],
         ]),
         "",
-        f"sample from the export (prompt {PROMPT!r}):",
-        "  " + " ".join(sample_text.split())[:400],
+        f"sample from the export (prompt {PROMPT!r}; ¶ marks a line break):",
+        "  " + " ".join(sample_text.strip().replace("\n", " ¶ ").split())[:400],
         "",
         table(["where", ""], [
             ["corpus (Parquet)", str(folder / "corpus")],

@@ -17,7 +17,7 @@ from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 from pipeline.tokenize import TokenizeStage, read_shard
 from tests.conftest import make_corpus, run_cli, stage_outputs
-from tests.helpers import pipeline_config
+from tests.helpers import pipeline_config, run_batch_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 # The chained test stage below is defined here; its jobs unpickle it by value.
@@ -149,19 +149,15 @@ def test_links_map_reduce_on_slurm_equals_local(tmp_path):
 
 
 def test_plain_sbatch_script_runs_the_pipeline(tmp_path):
-    import subprocess
 
     from tests.conftest import REPO
 
     make_corpus(tmp_path / "corpus", docs=60, row_group_size=10, seed=8)
-    submitted = subprocess.run(  # --wait: sbatch returns when the job has ended, with its exit status
-        ["sbatch", "--wait", "--parsable", "--cpus-per-task=2", "--mem=1G", f"--output={tmp_path}/job-%j.out",
-         "slurm/pipeline.sbatch", f"workdir={tmp_path}", "stages=[tokenize]", "tokenize.tasks=3"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    job = submitted.stdout.strip().split(";")[0]
-    log = (tmp_path / f"job-{job}.out").read_text() if job else ""
-    assert submitted.returncode == 0, submitted.stderr + log
+    job, status = run_batch_job(["--cpus-per-task=2", "--mem=1G", f"--output={tmp_path}/job-%j.out",
+                                 "slurm/pipeline.sbatch", f"workdir={tmp_path}", "stages=[tokenize]",
+                                 "tokenize.tasks=3"], tmp_path / "none", cwd=REPO)
+    log = (tmp_path / f"job-{job}.out").read_text()
+    assert status == 0, log
     assert "tokenize: done" in log, log
     assert json.loads((tmp_path / "tokens" / "stats.json").read_text())["counts"]["kept"] > 50
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import TaskGate
+from tests.helpers import TaskGate, run_batch_job
 from tests.test_train import clean, command, data, final_weights, losses  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -21,11 +21,11 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # noqa: F811
     out = tmp_path / "sbatch"
     overrides = command(data, out)[3:]
-    job = subprocess.run(["sbatch", "--parsable", "--wait", "--ntasks-per-node=2", "--cpus-per-task=1",
-                          "--mem=2G", f"--output={tmp_path}/job.log", "slurm/train.sbatch", *overrides],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    _, status = run_batch_job(["--ntasks-per-node=2", "--cpus-per-task=1", "--mem=2G",
+                               f"--output={tmp_path}/job.log", "slurm/train.sbatch", *overrides],
+                              tmp_path / "job.log", cwd=REPO)
     log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
-    assert job.returncode == 0, job.stderr + log
+    assert status == 0, log
     assert "2 node(s) x 1 rank(s)" in log and "training finished" in log
     assert "requeuing" not in log, "a job that ends normally does not requeue"
     expected = losses(clean)

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline import runtime, train_after
+from pipeline import runtime
 from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
 from pipeline.runtime import Stage, StageError
 from pipeline.schema import to_yaml
@@ -248,8 +249,8 @@ class SlurmExecutor(Executor):
                 for _, later in submitted[position + 1:]:
                     for _, job in later:
                         job.cancel(check=False)
-                if follower is not None:
-                    train_after.cancel(follower)
+                if follower is not None:  # a plain SLURM job (sbatch), not one of submitit's
+                    subprocess.run(["scancel", follower], capture_output=True, timeout=60)
                 raise _stage_failed(stage, failures)
             stats = runtime.finalize(stage)
             log.info("%s: done; %s", stage.name, stats["counts"])

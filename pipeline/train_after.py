@@ -54,8 +54,7 @@ def check(cfg: PipelineConfig) -> None:
 
 def check_overrides(cfg: PipelineConfig) -> None:
     """The training job's overrides make a valid config, checked now rather than when the job starts."""
-    overrides = command(cfg, None)[command(cfg, None).index(str(SCRIPT)) + 1:]
-    probe = subprocess.run([sys.executable, "-m", "train.config", *overrides], capture_output=True,
+    probe = subprocess.run([sys.executable, "-m", "train.config", *train_overrides(cfg)], capture_output=True,
                            text=True, timeout=300)
     if probe.returncode != 0:
         said = probe.stderr.strip().removeprefix("config error: ") or f"exit status {probe.returncode}"
@@ -66,15 +65,20 @@ def _overrides_data_dir(cfg: PipelineConfig) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == "data.dir" for o in shlex.split(cfg.train_after or ""))
 
 
-def command(cfg: PipelineConfig, after: str | None) -> list[str]:
-    """The sbatch command line of the training job."""
+def train_overrides(cfg: PipelineConfig) -> list[str]:
+    """``python -m train``'s overrides for the job: the user's, after a default ``data.dir``."""
     overrides = shlex.split(cfg.train_after or "")
     if not _overrides_data_dir(cfg):
         overrides.insert(0, f"data.dir={StagePaths(Path(cfg.workdir).resolve(), 'tokenize').root}")
+    return overrides
+
+
+def command(cfg: PipelineConfig, after: str | None) -> list[str]:
+    """The sbatch command line of the training job."""
     options = ["--parsable", f"--output={logs_dir(cfg.workdir)}/%j.out"]
     if after is not None:
         options += [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"]
-    return ["sbatch", *options, *shlex.split(cfg.train_sbatch), str(SCRIPT), *overrides]
+    return ["sbatch", *options, *shlex.split(cfg.train_sbatch), str(SCRIPT), *train_overrides(cfg)]
 
 
 def _queued(job: str) -> str:
@@ -105,9 +109,5 @@ def submit(cfg: PipelineConfig, after: str | None) -> str:
     atomic_write(record, job + "\n")
     waits = f" to start after job {after} succeeds" if after else ""
     log.info("train: submitted job %s%s: %s (log: %s/%s.out)", job, waits,
-             shlex.join(argv[argv.index(str(SCRIPT)):]), folder, job)
+             shlex.join([str(SCRIPT), *train_overrides(cfg)]), folder, job)
     return job
-
-
-def cancel(job: str) -> None:
-    subprocess.run(["scancel", job], capture_output=True, timeout=60)

@@ -180,25 +180,33 @@ def loopback_site(respond: Responder) -> Iterator[int]:
         httpd.server_close()
 
 
+def job_state(job: str) -> str:
+    """The SLURM job's state while squeue lists it (PENDING, RUNNING, ...); empty once it is gone."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+def until(condition: Callable[[], bool], log: Path, limit_s: float = 300) -> None:
+    """Wait for an event of a job; the limit only keeps a broken job from hanging the suite."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            text = log.read_text() if log.exists() else ""
+            raise AssertionError(f"the awaited state never came; job log:\n{text}")
+        time.sleep(0.1)
+
+
 def run_batch_job(argv: list[str], log: Path, limit_s: float = 600, **kwargs) -> tuple[str, int]:
     """``sbatch --parsable ARGS...``, then wait until SLURM no longer lists the job; return its id and
-    exit status. (``sbatch --wait`` polls at 2, 4, 8, ... s: up to half a minute after the job ends.)
-    The limit only keeps a broken job from hanging the suite."""
+    exit status. (``sbatch --wait`` polls at 2, 4, 8, ... s: up to half a minute after the job ends.)"""
     submitted = subprocess.run(["sbatch", "--parsable", *argv], capture_output=True, text=True, timeout=120,
                                **kwargs)
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
-    deadline = time.monotonic() + limit_s
-    def listed() -> bool:
-        return bool(subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True,
-                                   timeout=60).stdout.strip())
-
-    while listed():
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", job], timeout=60)
-            raise AssertionError(f"job {job} still queued or running after {limit_s} s; log:\n"
-                                 + (log.read_text() if log.exists() else "(none)"))
-        time.sleep(0.2)
+    try:
+        until(lambda: job_state(job) == "", log, limit_s)
+    finally:
+        subprocess.run(["scancel", job], capture_output=True, timeout=60)  # (a no-op once it ended)
     shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True,
                            timeout=60).stdout
     status = int(shown.split("ExitCode=")[1].split(":")[0]) if "ExitCode=" in shown else -1

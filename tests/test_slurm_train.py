@@ -6,13 +6,12 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import TaskGate, run_batch_job
+from tests.helpers import TaskGate, job_state, run_batch_job, until
 from tests.test_train import clean, command, data, final_weights, losses  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -36,24 +35,9 @@ def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # no
     assert (out / "checkpoints" / "step_0000012" / "rng_rank_1.pt").exists()
 
 
-def job_state(job: str) -> str:
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
-    return out.stdout.strip()
-
-
 def node_state() -> str:
     out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=60)
     return out.stdout.strip()
-
-
-def until(condition: Callable[[], bool], log: Path, limit_s: float = 300) -> None:
-    """Wait for an event of the job; the limit only keeps a broken job from hanging the suite."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            text = log.read_text() if log.exists() else ""
-            raise AssertionError(f"the awaited state never came; job log:\n{text}")
-        time.sleep(0.1)
 
 
 def preempt(job: str, gate: TaskGate, log: Path, held: int, times: int) -> None:

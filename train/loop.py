@@ -32,7 +32,7 @@ from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, step_memory
 from pipeline.runtime import hold_at_gate
-from pipeline.schema import to_dict
+from pipeline.schema import ConfigError, to_dict
 from train import checkpoint as ckpt
 from train.config import TrainConfig
 from train.data import TrainLoader, Windows, shard_paths, val_indices
@@ -81,10 +81,13 @@ def from_slurm_tasks() -> None:
                       MASTER_PORT=str(30500 + int(os.environ["SLURM_JOB_ID"]) % 1000))
 
 
-def pick_device(name: str, ranks: Ranks) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``device=``'s value as a device: auto is CUDA when there is one; plain cuda is this rank's GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device("cuda", ranks.local_rank) if name == "cuda" else torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name} asked for, but no CUDA device is available")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -128,7 +131,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, ranks: Ranks) -> None:
         self.cfg, self.ranks = cfg, ranks
         self.out_dir = Path(cfg.out_dir)
-        self.device = pick_device(cfg.device, ranks)
+        self.device = pick_device(cfg.device, ranks.local_rank)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.backends.cuda.matmul.allow_tf32 = True

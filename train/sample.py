@@ -112,16 +112,9 @@ def encode_prompt(text: str, block_size: int) -> list[int]:
     return ids
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", f"{device} asked for, but no CUDA device is available")
-    return torch.device(device)
-
-
 def main(argv: list[str]) -> int:
     from model.weights import load_any
+    from train.loop import pick_device
 
     cfg = cli_config(argv, SampleConfig, "python -m train.sample")
     try:

@@ -264,9 +264,9 @@ class LinksReduceStage(Stage):
                         "(stale Pushshift scores?): %s", self.conf.min_score, ", ".join(flagged))
         top = largest_hosts(self.paths.root)
         delay = self.cfg.fetch.per_host_delay_s
-        floor = (next(iter(top.values()), 0) * delay) if top else 0.0
+        host, urls = next(iter(top.items()), ("", 0))
+        floor = urls * delay
         if top:
-            host, urls = next(iter(top.items()))
             log.info("links: the largest host, %s, has %s URLs: at fetch.per_host_delay_s=%g the crawl "
                      "takes at least %.1f h, however many tasks run", host, f"{urls:,}", delay, floor / 3600)
         return {**stats, "submissions": mapped.get("counts", {}), "months": months,

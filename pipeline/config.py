@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -167,6 +168,14 @@ class LinksConfig:
             raise ConfigError("created_before_utc", f"{before} is not after created_after_utc={after}")
 
 
+ARCHIVES = ("wayback", "commoncrawl")
+# Live outcomes after which a link is taken for dead (``fetch.dead_reasons``): the name no longer
+# resolves, nothing answers, the certificate or TLS setup is broken (sites left to rot), no answer
+# in time, or the server says the page is gone or fails. Refusals by the site (403, robots.txt) are
+# not: the page may be there, and the site asked not to be crawled.
+DEAD_REASONS = ("dns_error", "connection_error", "ssl_error", "timeout", "http_404", "http_410",
+                "http_5??")
+
 DEFAULT_USER_AGENT = (
     "webtext/0.1 (WebText-style research crawler; set fetch.user_agent to include your contact)"
 )
@@ -204,9 +213,79 @@ class FetchConfig:
     warc_writers: int = param(2, "threads writing WARC files of a task (gzip and digests in parallel)",
                               ge=1)
     flush_every: int = param(64, "outcomes between flushes of the index journal", ge=1)
+    # --- web archives (docs/archive.md) ---
+    archive: Any = param(
+        "none", "web archives for pages the live web lacks: none, wayback, commoncrawl, or a list "
+        "tried in order, e.g. [wayback,commoncrawl]"
+    )
+    prefer: str = param(
+        "live", "live: a URL goes to the archives only when its live fetch ends in one of "
+        "dead_reasons; archive: the snapshot nearest the submission first, live only when no "
+        "archive has one", choices=("live", "archive"),
+    )
+    dead_reasons: list[str] = param(
+        doc="live outcomes that count as a dead link (fnmatch patterns over the reasons)",
+        factory=lambda: list(DEAD_REASONS),
+    )
+    archive_window_days: float = param(
+        365.0, "a snapshot further than this from the submission time is not used (no_snapshot)", gt=0
+    )
+    archive_rate_per_s: float = param(
+        1.0, "requests per second to each archive (lookups and captures), shared by every task of "
+        "the run", gt=0
+    )
+    wayback_cdx_url: str = param("https://web.archive.org/cdx/search/cdx", "the Wayback CDX API")
+    wayback_replay_url: str = param("https://web.archive.org/web", "the Wayback replay prefix: "
+                                    "captures are <this>/<timestamp>id_/<url>")
+    commoncrawl_crawls: list[str] = param(
+        doc="Common Crawl crawls to look in (e.g. [CC-MAIN-2017-13, CC-MAIN-2017-17]); the nearest "
+        "capture to the submission wins", factory=list,
+    )
+    commoncrawl_cdx_url: str = param("https://index.commoncrawl.org",
+                                     "Common Crawl's CDX servers: <this>/<crawl>-index")
+    commoncrawl_data_url: str = param("https://data.commoncrawl.org",
+                                      "where Common Crawl's WARC files (and index tables) are read")
+    commoncrawl_index: str = param(
+        "", "empty: look each URL up on the CDX server; a folder holding Common Crawl's columnar "
+        "index (crawl=<name>/subset=warc/*.parquet), or 'remote' for the copy at "
+        "commoncrawl_data_url: join the links with it instead (map/reduce, no lookups)"
+    )
+    commoncrawl_join_tasks: int = param(16, "map tasks of the columnar index join (index files are "
+                                         "dealt out to them)", ge=1)
+    commoncrawl_join_buffer_rows: int = param(
+        500_000, "index rows a join map task holds before writing sorted runs (bounds its memory)", ge=1
+    )
+    commoncrawl_join_batch_rows: int = param(65_536, "index rows read at a time", ge=1)
+    commoncrawl_join_bloom_mib: float = param(
+        16.0, "size of the filter of the links' hosts that index rows pass before the shuffle", gt=0
+    )
+
+    def archives(self) -> list[str]:
+        """``archive`` as an ordered list of archive names (empty for none)."""
+        value = self.archive
+        names = [value] if isinstance(value, str) else list(value or [])
+        return [n for n in (str(n).strip().lower() for n in names) if n and n != "none"]
 
     def check(self) -> None:
         import ipaddress
+
+        if not isinstance(self.archive, (str, list, tuple)) and self.archive is not None:
+            raise ConfigError("archive", f"expected a name or a list of names, got {self.archive!r}")
+        names = self.archives()
+        for name in names:
+            if name not in ARCHIVES:
+                raise ConfigError("archive", f"unknown archive {name!r}; archives are none, "
+                                  f"{', '.join(ARCHIVES)} or a list of them")
+        if len(set(names)) != len(names):
+            raise ConfigError("archive", f"names an archive twice: {names}")
+        if "commoncrawl" in names and not self.commoncrawl_crawls:
+            raise ConfigError("commoncrawl_crawls", "is empty: name the crawls to look in, e.g. "
+                              "fetch.commoncrawl_crawls='[CC-MAIN-2017-13]' (index.commoncrawl.org "
+                              "lists them)")
+        for i, crawl in enumerate(self.commoncrawl_crawls):
+            if not re.fullmatch(r"CC-MAIN-\d{4}(-\d{2,4})?", crawl):
+                raise ConfigError(f"commoncrawl_crawls[{i}]", f"not a crawl name like CC-MAIN-2017-13: "
+                                  f"{crawl!r}")
 
         for i, network in enumerate(self.allowed_networks):
             try:

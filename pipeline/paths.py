@@ -21,6 +21,8 @@ from pathlib import Path
 STAGE_FOLDERS = {
     "links_map": "links/_map", "links": "links", "fetch": "fetch", "extract": "docs",
     "dedup": "dedup", "publish": "corpus", "tokenize": "tokens",
+    # the fetch stage's join with Common Crawl's columnar index (fetch.commoncrawl_index)
+    "fetch_ccindex_map": "fetch/_ccindex/_map", "fetch_ccindex": "fetch/_ccindex",
     # the dedup stage's passes, under its folder
     "dedup_sig": "dedup/_sig", "dedup_pairs": "dedup/_pairs", "dedup_vreq": "dedup/_vreq",
     "dedup_verify": "dedup/_verified",

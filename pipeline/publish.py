@@ -62,11 +62,13 @@ CORPUS_SCHEMA = pa.schema([
     ("score", pa.int64()), ("n_submissions", pa.int64()), ("created_utc", pa.int64()),
     ("date", pa.string()), ("author", pa.string()), ("lang", pa.string()), ("lang_score", pa.float32()),
     ("n_chars", pa.int64()), ("n_tokens", pa.int64()), ("fetched_at", pa.float64()),
+    ("source", pa.string()), ("archived_at", pa.float64()),
 ])
 # The input columns a corpus row is made of (``subreddit`` comes from ``subreddits``): only these are
 # read, and only their bytes count towards a shard's size.
 SOURCE_COLUMNS = ("id", "url", "domain", "title", "text", "subreddits", "score", "n_submissions",
-                  "created_utc", "date", "author", "lang", "lang_score", "n_chars", "n_tokens", "fetched_at")
+                  "created_utc", "date", "author", "lang", "lang_score", "n_chars", "n_tokens", "fetched_at",
+                  "source", "archived_at")
 LENGTH_BINS = [0, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, math.inf]
 FUNNEL_STAGES = ("links", "fetch", "extract", "dedup")
 
@@ -229,6 +231,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.months: Counter[str] = Counter()
+        self.sources: Counter[str] = Counter()
         self.lengths = [0] * (len(LENGTH_BINS) - 1)
         self.domains: dict[int, Counter[str]] = {}
 
@@ -236,6 +239,7 @@ class _Tally:
         domains = self.domains.setdefault(partition, Counter())
         for r in rows:
             self.months[_month(r["created_utc"])] += 1
+            self.sources[r["source"]] += 1
             domains[r["domain"] or "unknown"] += 1
             self.lengths[bisect.bisect_right(LENGTH_BINS, r["n_chars"]) - 1] += 1
 
@@ -334,7 +338,7 @@ class PublishStage(Stage):
         ctx.add("bytes", sum(f["bytes"] for f in files))
         ctx.add("shards", len(files))
         summary = {"plan": plan_digest(shards), "files": files, "months": dict(sorted(tally.months.items())),
-                   "lengths": tally.lengths,
+                   "sources": dict(sorted(tally.sources.items())), "lengths": tally.lengths,
                    "domains": {f"{p:05d}": dict(c) for p, c in sorted(tally.domains.items())}}
         atomic_write(ctx.output(f"_parts/{ctx.index:05d}.json"), dump_json(summary))
 
@@ -369,13 +373,15 @@ class PublishStage(Stage):
                 "n_submissions": doc.get("n_submissions"), "created_utc": doc.get("created_utc"),
                 "date": doc.get("date"), "author": doc.get("author"), "lang": doc.get("lang"),
                 "lang_score": doc.get("lang_score"), "n_chars": doc.get("n_chars") or len(doc["text"]),
-                "n_tokens": doc.get("n_tokens"), "fetched_at": doc.get("fetched_at")}
+                "n_tokens": doc.get("n_tokens"), "fetched_at": doc.get("fetched_at"),
+                "source": doc.get("source") or "live", "archived_at": doc.get("archived_at")}
 
     # --- driver side, once every task is done ---------------------------------------------------------
 
     def summarize(self, stats: dict[str, Any]) -> dict[str, Any]:
         files: list[dict[str, Any]] = []
         months: Counter[str] = Counter()
+        sources: Counter[str] = Counter()
         lengths = [0] * (len(LENGTH_BINS) - 1)
         domains = _TopDomains(self.conf.top_domains)
         plans: dict[str, int] = {}
@@ -384,6 +390,7 @@ class PublishStage(Stage):
             plans.setdefault(part.get("plan", "none"), index)
             files.extend(part["files"])
             months.update(part["months"])
+            sources.update(part.get("sources", {}))
             lengths = [a + b for a, b in zip(lengths, part["lengths"], strict=True)]
             domains.add(part["domains"])
         if len(plans) > 1:
@@ -399,7 +406,7 @@ class PublishStage(Stage):
         manifest = {
             "documents": sum(f["documents"] for f in files), "tokens": sum(f["tokens"] for f in files),
             "bytes": sum(f["bytes"] for f in files), "shards": files, "months": dict(sorted(months.items())),
-            "top_domains": top, "domains": domain_count,
+            "top_domains": top, "domains": domain_count, "sources": sources_table(sources, stages),
             "length_histogram": {"bins": LENGTH_BINS[:-1], "documents": lengths},
             "funnel": funnel(stages), "stages": stages, "config": to_dict(self.cfg),
         }
@@ -425,6 +432,16 @@ def funnel(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def sources_table(documents: dict[str, int], stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per source (live, wayback, commoncrawl): the pages fetch kept from it, the documents published."""
+    metrics = stages.get("fetch", {}).get("metrics", {})
+    pages = {k.removeprefix("pages_"): int(v) for k, v in metrics.items() if k.startswith("pages_")}
+    if not pages and "fetch" in stages:  # fetch stats made before sources were counted: all live
+        pages = {"live": stages["fetch"].get("counts", {}).get("kept", 0)}
+    names = sorted(set(pages) | set(documents), key=lambda n: (n != "live", n))
+    return [{"source": n, "pages": pages.get(n, 0), "documents": documents.get(n, 0)} for n in names]
+
+
 def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
     """The dataset card: a YAML header the Hub reads, then what the corpus is and how it was made."""
     months = [m for m in manifest["months"] if m != "unknown"]
@@ -435,6 +452,18 @@ def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
         f"{', '.join(f'{k}: {v:,}' for k, v in sorted(row['dropped'].items())) or '-'} |"
         for row in manifest["funnel"])
     domains = "\n".join(f"| {d} | {n:,} |" for d, n in list(manifest["top_domains"].items())[:20])
+    sources = "\n".join(f"| {row['source']} | {row['pages']:,} | {row['documents']:,} |"
+                        for row in manifest.get("sources", []))
+    archives = cfg.fetch.archives()
+    archived = sum(r["documents"] for r in manifest.get("sources", []) if r["source"] != "live")
+    fetch_line = ("each URL fetched politely (robots.txt, per-host delay), never private addresses; raw\n"
+                  "   responses kept as WARC.")
+    if archives:
+        when = ("dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
+                else "every link")
+        fetch_line += (f" For {when}, the capture nearest the submission time (within\n"
+                       f"   {cfg.fetch.archive_window_days:g} days) was taken from {', then '.join(archives)}, "
+                       "under the same guards.")
     min_score = cfg.links.min_score
     languages = "\n".join(f"- {lang}" for lang in (cfg.extract.languages or ["multilingual"]))
     return f"""---
@@ -464,7 +493,8 @@ fetched, their main text extracted, filtered and deduplicated, built with the we
 - **Submissions from:** {span}. **Domains:** {manifest['domains']:,}.
 - **Columns:** `id` (hash of the normalized URL), `url`, `domain`, `title`, `text`, `subreddit` (of the
   best-scored submission), `subreddits`, `score`, `n_submissions`, `created_utc` (first submission),
-  `date`, `author`, `lang`, `lang_score`, `n_chars`, `n_tokens`, `fetched_at`.
+  `date`, `author`, `lang`, `lang_score`, `n_chars`, `n_tokens`, `fetched_at`, `source` (live,
+  wayback or commoncrawl), `archived_at` (when the archive captured the page; null for live pages).
 
 ```python
 from datasets import load_dataset
@@ -474,8 +504,7 @@ ds = load_dataset("parquet", data_files="corpus/part-*.parquet", split="train")
 ## How it was built
 
 1. **links**: URLs of link submissions with score >= {min_score}, normalized and deduplicated.
-2. **fetch**: each URL fetched politely (robots.txt, per-host delay), never private addresses; raw
-   responses kept as WARC.
+2. **fetch**: {fetch_line}
 3. **extract**: main text with trafilatura; language ({', '.join(cfg.extract.languages or []) or 'any'}),
    length (>= {cfg.extract.min_tokens} GPT-2 tokens) and quality ({cfg.extract.quality}) filters.
 4. **dedup**: exact duplicates, then MinHash LSH near-duplicates (Jaccard >= {cfg.dedup.threshold} of word
@@ -490,6 +519,12 @@ The full resolved configuration and every stage's statistics are in `manifest.js
 | --- | --- | --- |
 {funnel_lines}
 
+Where the pages came from:
+
+| source | pages fetched | documents |
+| --- | --- | --- |
+{sources}
+
 ## Top domains
 
 | domain | documents |
@@ -503,7 +538,8 @@ Plots: `documents_per_month.png`, `top_domains.png`, `length_histogram.png`, `fu
 - Reddit scores in Pushshift dumps were captured when the dumps were made; for some months that was
   seconds after posting, so few submissions reach the score bar.
   {'Months flagged by the links stage: ' + ', '.join(flagged) + '.' if flagged else 'No month was flagged.'}
-- Pages are as fetched when this corpus was built, not as they were when submitted.
+- {'Live pages' if archived else 'Pages'} are as fetched when this corpus was built, not as they were when submitted{
+    f"; {archived:,} documents are archived captures from near the submission time" if archived else ""}.
 - Language identification and quality filters are statistical and make mistakes.
 
 ## License

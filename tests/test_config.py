@@ -65,8 +65,9 @@ def schemas() -> list[type]:
             continue
         found.add(cls)
         for f in dataclasses.fields(cls):
-            if isinstance(f.type, str) and f.type in vars(pipeline_config) | vars(train_config):
-                todo.append((vars(pipeline_config) | vars(train_config))[f.type])
+            named = (vars(pipeline_config) | vars(train_config)).get(f.type) if isinstance(f.type, str) else None
+            if dataclasses.is_dataclass(named):
+                todo.append(named)
     return sorted(found, key=lambda c: c.__name__)
 
 

@@ -31,7 +31,7 @@ DOCS_SCHEMA = pa.schema([
     ("subreddits", pa.list_(pa.string())), ("score", pa.int64()), ("n_submissions", pa.int64()),
     ("created_utc", pa.int64()), ("fetched_at", pa.float64()), ("final_url", pa.string()),
     ("encoding", pa.string()), ("warc_file", pa.string()), ("warc_offset", pa.int64()),
-    ("warc_length", pa.int64()),
+    ("warc_length", pa.int64()), ("source", pa.string()), ("archived_at", pa.float64()),
 ])
 ROWS_PER_GROUP = 1000
 
@@ -156,4 +156,5 @@ class ExtractStage(Stage):
             "fetched_at": page["fetched_at"], "final_url": page["final_url"],
             "encoding": doc["encoding"], "warc_file": page["warc_file"],
             "warc_offset": page["warc_offset"], "warc_length": page["warc_length"],
+            "source": page.get("source") or "live", "archived_at": page.get("archived_at"),
         }

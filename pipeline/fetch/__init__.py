@@ -15,14 +15,18 @@ from pipeline.fetch.crawler import Crawler, Outcome, host_groups
 from pipeline.fetch.warc import WarcWriter
 
 
-def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path) -> list[dict[str, Any]]:
-    """Fetch ``urls`` into WARC.gz files in ``out_dir``; one index row per URL, in input order."""
+def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path,
+               created: float | None = None) -> list[dict[str, Any]]:
+    """Fetch ``urls`` into WARC.gz files in ``out_dir``; one index row per URL, in input order.
+
+    ``created``: the submission time the archives (``cfg.archive``) look for captures near.
+    """
     warc = WarcWriter(out_dir, "fetch", cfg.warc_max_bytes, cfg.warc_writers)
     outcomes: dict[int, Outcome] = {}
 
     async def crawl() -> None:
         async with Crawler(cfg, warc, lambda o: outcomes.__setitem__(o.ord, o)) as crawler:
-            await crawler.crawl(host_groups(enumerate(urls)))
+            await crawler.crawl(host_groups(enumerate(urls), created))
 
     try:
         asyncio.run(crawl())

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import fnmatch
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -24,6 +27,7 @@ from urllib.robotparser import RobotFileParser
 import aiohttp
 
 from pipeline.config import FetchConfig
+from pipeline.fetch.archive import Archive, CommonCrawl, NoSnapshot, Wayback
 from pipeline.fetch.guard import AddressPolicy, BlockedAddress, GuardedResolver, ip_literal
 from pipeline.fetch.warc import HttpExchange, WarcWriter
 
@@ -32,6 +36,7 @@ ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
 SNIFF_BYTES = 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error"}
+Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission time)
 
 
 class Refused(Exception):
@@ -62,6 +67,11 @@ class Outcome:
     warc_end: int | None = None  # end of this URL's records in warc_file (for resuming)
     fetched_at: float = 0.0
     elapsed_s: float = 0.0
+    source: str | None = None  # live, wayback or commoncrawl: where the outcome comes from
+    archived_at: float | None = None  # an archived page: when the archive captured it
+    archive_url: str | None = None  # ... the capture's URL in the archive (a WARC file for Common Crawl)
+    archive_id: str | None = None  # ... the archive's identifier (timestamp; WARC-Record-ID)
+    live_reason: str | None = None  # a link gone to the archives because it was dead: why
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +84,17 @@ class Response:
     exchange: HttpExchange
     media_type: str | None
     decoded_bytes: int
+
+    def body(self) -> bytes:
+        """The body with its content-encoding undone (a non-page read is capped when read)."""
+        encoding = (self.exchange.header("content-encoding") or "").lower().strip()
+        decoder = _decoder(encoding)
+        if decoder is None:
+            return self.exchange.body
+        try:
+            return decoder.decompress(self.exchange.body, ROBOTS_MAX_BYTES * 8)
+        except zlib.error as err:
+            raise Refused("decode_error", str(err)) from None
 
 
 class HostGate:
@@ -117,8 +138,16 @@ def _decoder(encoding: str) -> Any:
 
 
 class Crawler:
-    def __init__(self, cfg: FetchConfig, warc: WarcWriter, on_outcome: Callable[[Outcome], None]) -> None:
+    """``archive_state``: the folder of the archives' shared request schedules (None: this process
+    only); ``captures``: Common Crawl captures from the columnar join, by ord (None: CDX lookups)."""
+
+    def __init__(self, cfg: FetchConfig, warc: WarcWriter, on_outcome: Callable[[Outcome], None],
+                 archive_state: Path | None = None, captures: dict[int, dict[str, Any]] | None = None) -> None:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
+        self.throttled: Counter[str] = Counter()
+        self.archives: list[Archive] = [
+            Wayback(self, archive_state) if name == "wayback" else CommonCrawl(self, archive_state, captures)
+            for name in cfg.archives()]
         self.policy = AddressPolicy.from_config(cfg.allow_private, cfg.allowed_networks, cfg.host_overrides())
         self.gate = HostGate(cfg.per_host_delay_s)
         self.robots: dict[str, RobotFileParser | str] = {}
@@ -143,12 +172,15 @@ class Crawler:
     async def __aexit__(self, *exc: object) -> None:
         assert self.session is not None
         await self.session.close()
+        for archive in self.archives:
+            archive.rate.close()
 
     # --- scheduling ----------------------------------------------------------------------------------
 
-    async def crawl(self, hosts: AsyncIterator[list[tuple[int, str]]]) -> None:
-        """Fetch every URL; ``hosts`` yields the URLs of one host at a time, (ord, url) pairs."""
-        queue: asyncio.Queue[list[tuple[int, str]] | None] = asyncio.Queue(maxsize=self.cfg.concurrency)
+    async def crawl(self, hosts: AsyncIterator[list[Item]]) -> None:
+        """Fetch every URL; ``hosts`` yields the URLs of one host at a time, as (ord, url, submission
+        time or None)."""
+        queue: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=self.cfg.concurrency)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.cfg.concurrency)]
         try:
             async for urls in hosts:
@@ -160,10 +192,10 @@ class Crawler:
             for worker in workers:
                 worker.cancel()
 
-    async def _worker(self, queue: asyncio.Queue[list[tuple[int, str]] | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[list[Item] | None]) -> None:
         while (urls := await queue.get()) is not None:
-            for ord_, url in urls:
-                outcome, chain = await self.fetch(ord_, url)
+            for ord_, url, created in urls:
+                outcome, chain = await self.fetch(ord_, url, created)
                 if outcome.reason is None:
                     # The writer thread returns pointers in submission order, and nothing is
                     # awaited between the pointer and on_outcome: the journal's order is the WARC's.
@@ -173,13 +205,67 @@ class Crawler:
 
     # --- one URL -------------------------------------------------------------------------------------
 
-    async def fetch(self, ord_: int, url: str) -> tuple[Outcome, list[HttpExchange]]:
-        """The outcome of one URL, and the exchanges to record when it is kept."""
-        outcome = Outcome(ord=ord_, url=url, fetched_at=time.time())
+    async def fetch(self, ord_: int, url: str, created: float | None = None
+                    ) -> tuple[Outcome, list[HttpExchange]]:
+        """The outcome of one URL, and the exchanges to record when it is kept.
+
+        ``prefer=archive``: the archives first, live only when none has a snapshot; ``prefer=live``:
+        live first, the archives when the live outcome is a dead link (``dead_reasons``).
+        """
         started = time.monotonic()
+        result = None
+        if self.archives and self.cfg.prefer == "archive":
+            result = await self._from_archives(ord_, url, created)
+        if result is None:
+            result = await self._live(ord_, url)
+            live = result[0]
+            if self.archives and self.cfg.prefer == "live" and self.is_dead(live.reason):
+                archived = await self._from_archives(ord_, url, created)
+                if archived is None:
+                    live.live_reason, live.reason, live.source = live.reason, "no_snapshot", None
+                else:
+                    archived[0].live_reason = live.reason
+                    result = archived
+        result[0].elapsed_s = round(time.monotonic() - started, 4)
+        return result
+
+    def is_dead(self, reason: str | None) -> bool:
+        return reason is not None and any(fnmatch.fnmatchcase(reason, p) for p in self.cfg.dead_reasons)
+
+    async def _live(self, ord_: int, url: str) -> tuple[Outcome, list[HttpExchange]]:
+        outcome = Outcome(ord=ord_, url=url, fetched_at=time.time(), source="live")
         chain: list[HttpExchange] = []
+        await self._settle(outcome, asyncio.wait_for(self._follow(outcome, chain), self.cfg.timeout_s))
+        return outcome, chain
+
+    async def _from_archives(self, ord_: int, url: str, created: float | None
+                             ) -> tuple[Outcome, list[HttpExchange]] | None:
+        """The first archive's page, in ``fetch.archive`` order; else the first archive's failure to
+        give the snapshot it has; None when no archive has one in the window."""
+        failed = None
+        for archive in self.archives:
+            outcome = Outcome(ord=ord_, url=url, fetched_at=time.time(), source=archive.name, attempts=1)
+            chain: list[HttpExchange] = []
+            try:
+                archive.check_target(url)
+                await self._settle(outcome, archive.recover(outcome, chain, created))
+            except NoSnapshot:
+                continue
+            except Refused as refused:  # the link itself may not be fetched from anywhere
+                outcome.reason = refused.reason
+                return outcome, chain
+            if outcome.reason is None:
+                return outcome, chain
+            failed = failed or (outcome, chain)
+        return failed
+
+    async def _settle(self, outcome: Outcome, work: Any) -> None:
+        """Run ``work`` (filling ``outcome``), turning its failure into ``outcome.reason``;
+        ``NoSnapshot`` goes through."""
         try:
-            await asyncio.wait_for(self._follow(outcome, chain), self.cfg.timeout_s)
+            await work
+        except NoSnapshot:
+            raise
         except Refused as refused:
             outcome.reason = refused.reason
             if refused.status is not None:  # a response came, and was refused
@@ -188,10 +274,8 @@ class Crawler:
         except asyncio.TimeoutError:
             outcome.reason = "timeout"
         except Exception:  # a bug or an error nobody foresaw must not stop the other URLs
-            log.exception("fetching %s failed unexpectedly", url)
+            log.exception("fetching %s failed unexpectedly", outcome.url)
             outcome.reason = "fetch_error"
-        outcome.elapsed_s = round(time.monotonic() - started, 4)
-        return outcome, chain
 
     async def _follow(self, outcome: Outcome, chain: list[HttpExchange]) -> None:
         current, seen = outcome.url, {outcome.url}
@@ -270,16 +354,19 @@ class Crawler:
                           content_type=response.media_type, url=response.exchange.url)
         return max(wait, 0.0)
 
-    async def _request(self, url: str, page: bool) -> Response:
+    async def _request(self, url: str, page: bool, headers: dict[str, str] | None = None,
+                       cap: int | None = None, body_if: tuple[int, ...] | None = None) -> Response:
         """One GET, its body read under the byte caps; errors become ``Refused`` reasons.
 
-        A page (``page``) must have an allowed content type and fit ``max_bytes``; robots.txt is
-        read up to ``ROBOTS_MAX_BYTES`` and the rest ignored.
+        A page (``page``) must have an allowed content type and fit ``max_bytes``; other bodies
+        (an archive's index answer, a WARC record) must fit ``cap``; without one (robots.txt) they
+        are read up to ``ROBOTS_MAX_BYTES`` and the rest ignored. ``body_if``: the statuses whose
+        body is read (default: 2xx).
         """
         assert self.session is not None
         try:
-            async with self.session.get(url, allow_redirects=False) as resp:
-                return await self._read(resp, url, page)
+            async with self.session.get(url, allow_redirects=False, headers=headers) as resp:
+                return await self._read(resp, url, page, cap, body_if)
         except aiohttp.ClientConnectorDNSError as err:
             blocked = isinstance(err.os_error, BlockedAddress)
             raise Refused("blocked_address" if blocked else "dns_error", str(err)) from None
@@ -297,7 +384,8 @@ class Crawler:
         except aiohttp.ClientResponseError as err:
             raise Refused("bad_response", str(err)) from None
 
-    async def _read(self, resp: aiohttp.ClientResponse, url: str, page: bool) -> Response:
+    async def _read(self, resp: aiohttp.ClientResponse, url: str, page: bool, cap: int | None = None,
+                    body_if: tuple[int, ...] | None = None) -> Response:
         kind = media_type(resp.headers)
         exchange = HttpExchange(
             url=url, method="GET", request_path=resp.request_info.url.raw_path_qs,
@@ -307,10 +395,10 @@ class Crawler:
             response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers],
             body=b"", peer=_peer(resp),
         )
-        if not 200 <= resp.status < 300:
+        if not 200 <= resp.status < 300 or (body_if is not None and resp.status not in body_if):
             return Response(exchange, kind, 0)  # redirects and errors: the headers are enough
         if not page:
-            raw, decoded, _ = await _read_capped(resp, ROBOTS_MAX_BYTES, truncate=True)
+            raw, decoded, _ = await _read_capped(resp, cap or ROBOTS_MAX_BYTES, truncate=cap is None)
             exchange.body = raw
             return Response(exchange, kind, decoded)
         facts = {"status": resp.status, "content_type": kind, "url": url}
@@ -430,11 +518,13 @@ def _peer(resp: aiohttp.ClientResponse) -> str | None:
     return str(peer[0]) if peer else None
 
 
-async def host_groups(urls: Iterable[tuple[int, str]]) -> AsyncIterator[list[tuple[int, str]]]:
-    """Group (ord, url) pairs by host, keeping the first-seen order of hosts and of URLs."""
-    groups: dict[str, list[tuple[int, str]]] = {}
+async def host_groups(urls: Iterable[tuple[int, str]], created: float | None = None
+                      ) -> AsyncIterator[list[Item]]:
+    """Group (ord, url) pairs by host, keeping the first-seen order of hosts and of URLs; every URL
+    gets the submission time ``created``."""
+    groups: dict[str, list[Item]] = {}
     for ord_, url in urls:
         host = (urlsplit(url).hostname or "").lower()
-        groups.setdefault(host, []).append((ord_, url))
+        groups.setdefault(host, []).append((ord_, url, created))
     for group in groups.values():
         yield group

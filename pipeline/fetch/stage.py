@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.config import FetchConfig
-from pipeline.fetch.crawler import Crawler, Outcome
+from pipeline.fetch.crawler import Crawler, Item, Outcome
 from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
@@ -35,7 +35,9 @@ INDEX_SCHEMA = pa.schema([
     ("content_type", pa.string()), ("bytes", pa.int64()), ("reason", pa.string()),
     ("redirects", pa.list_(pa.string())), ("attempts", pa.int32()), ("warc_file", pa.string()),
     ("warc_offset", pa.int64()), ("warc_length", pa.int64()), ("warc_end", pa.int64()),
-    ("fetched_at", pa.float64()), ("elapsed_s", pa.float64()),
+    ("fetched_at", pa.float64()), ("elapsed_s", pa.float64()), ("source", pa.string()),
+    ("archived_at", pa.float64()), ("archive_url", pa.string()), ("archive_id", pa.string()),
+    ("live_reason", pa.string()),
 ])
 
 
@@ -119,9 +121,11 @@ class FetchStage(Stage):
         warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes,
                           self.conf.warc_writers)
         journal = Journal(journal_path, warc, self.conf.flush_every)
-        urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet", columns=["url", "host"])
-        todo = [(i, u, h) for i, (u, h) in enumerate(zip(urls.column("url").to_pylist(),
-                                                          urls.column("host").to_pylist(), strict=True))
+        urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet",
+                             columns=["url", "host", "first_created_utc"])
+        todo = [(i, u, h, c) for i, (u, h, c) in enumerate(zip(
+                    urls.column("url").to_pylist(), urls.column("host").to_pylist(),
+                    urls.column("first_created_utc").to_pylist(), strict=True))
                 if i not in done]
         ctx.logger.info("%d URLs, %d already fetched, %d to go", urls.num_rows, len(done), len(todo))
         progress = _Progress(ctx, len(done), urls.num_rows)
@@ -130,9 +134,20 @@ class FetchStage(Stage):
             journal.add(outcome)
             progress.update(outcome)
 
+        captures = None
+        if "commoncrawl" in self.conf.archives() and self.conf.commoncrawl_index:
+            from pipeline.fetch.ccindex import read_captures
+
+            captures = read_captures(self.workdir, ctx.index)
+        throttled: dict[str, int] = {}
+
         async def crawl() -> None:
-            async with Crawler(self.conf, warc, on_outcome) as crawler:
-                await crawler.crawl(_by_host(todo))
+            async with Crawler(self.conf, warc, on_outcome, self.paths.state / "archive_rate",
+                               captures) as crawler:
+                try:
+                    await crawler.crawl(_by_host(todo))
+                finally:
+                    throttled.update(crawler.throttled)
 
         try:
             asyncio.run(crawl())
@@ -141,6 +156,8 @@ class FetchStage(Stage):
             warc.close()
             progress.close()
         self._write_index(ctx, read_journal(journal_path), urls.num_rows)
+        for name, n in throttled.items():
+            ctx.add(f"throttled_{name}", n)
         journal_path.unlink()
 
     def _resume(self, ctx: TaskContext, journal_path: Path) -> dict[int, dict[str, Any]]:
@@ -175,20 +192,24 @@ class FetchStage(Stage):
             ctx.count(row["reason"] or "kept")
             ctx.add("bytes", row["bytes"])
             ctx.add("redirects", len(row["redirects"]))
+            if row["reason"] is None:
+                ctx.add(f"pages_{row.get('source') or 'live'}", 1)  # kept pages by source
+            if row.get("live_reason"):
+                ctx.add(f"dead_{row['live_reason']}", 1)  # dead live links, whatever the archives gave
         for path in sorted((ctx.tmp / "warc").glob("*.warc.gz")):  # committed as warc/<name>
             ctx.add("warc_bytes", path.stat().st_size)
 
 
-async def _by_host(todo: list[tuple[int, str, str]]) -> AsyncIterator[list[tuple[int, str]]]:
-    """The URLs to fetch, a host at a time (links are sorted by host)."""
-    group: list[tuple[int, str]] = []
+async def _by_host(todo: list[tuple[int, str, str, int | None]]) -> AsyncIterator[list[Item]]:
+    """The URLs to fetch with their submission times, a host at a time (links are sorted by host)."""
+    group: list[Item] = []
     host = None
-    for ord_, url, url_host in todo:
+    for ord_, url, url_host, created in todo:
         if group and url_host != host:
             yield group
             group = []
         host = url_host
-        group.append((ord_, url))
+        group.append((ord_, url, created))
     if group:
         yield group
 

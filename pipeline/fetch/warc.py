@@ -14,7 +14,7 @@ import os
 import uuid
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +46,11 @@ class HttpExchange:
     response_headers: list[tuple[str, str]]
     body: bytes  # the entity as received: still content-encoded (gzip, ...)
     peer: str | None = None
+    # An archived response: written with the capture's date, the archive's identifiers as extra
+    # WARC headers, and no request record (the request went to the archive, not to ``url``).
+    record_request: bool = True
+    warc_date: str | None = None
+    warc_extra: list[tuple[str, str]] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         """The first response header called ``name`` (any case), or None."""
@@ -92,7 +97,8 @@ class WarcFiles:
             offset = self.file.tell()
             self._write_exchange(exchange)
             length = self.file.tell() - offset
-            self._write_request(exchange)
+            if exchange.record_request:
+                self._write_request(exchange)
         name, end = self.name(), self.file.tell()
         if end >= self.max_bytes:
             self.close()
@@ -121,6 +127,8 @@ class WarcFiles:
             "WARC-Payload-Digest": _digest(hashlib.sha1(ex.body)),
             "WARC-Block-Digest": _digest(block),
             **({"WARC-IP-Address": ex.peer} if ex.peer else {}),
+            **({"WARC-Date": ex.warc_date} if ex.warc_date else {}),
+            **dict(ex.warc_extra),
         }
         record = self.writer.create_warc_record(
             ex.url, "response", payload=io.BytesIO(ex.body), length=len(ex.body), http_headers=http,

@@ -462,8 +462,11 @@ def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
         when = ("dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
                 else "every link")
         fetch_line += (f" For {when}, the capture nearest the submission time (within\n"
-                       f"   {cfg.fetch.archive_window_days:g} days) was taken from {', then '.join(archives)}, "
+                       f"   {cfg.fetch.archive_window_days:g} days) was taken from "
+                       f"{', then '.join(archives)}, "
                        "under the same guards.")
+    archived_note = f"; {archived:,} documents are archived captures from near the submission time" \
+        if archived else ""
     min_score = cfg.links.min_score
     languages = "\n".join(f"- {lang}" for lang in (cfg.extract.languages or ["multilingual"]))
     return f"""---
@@ -538,8 +541,8 @@ Plots: `documents_per_month.png`, `top_domains.png`, `length_histogram.png`, `fu
 - Reddit scores in Pushshift dumps were captured when the dumps were made; for some months that was
   seconds after posting, so few submissions reach the score bar.
   {'Months flagged by the links stage: ' + ', '.join(flagged) + '.' if flagged else 'No month was flagged.'}
-- {'Live pages' if archived else 'Pages'} are as fetched when this corpus was built, not as they were when submitted{
-    f"; {archived:,} documents are archived captures from near the submission time" if archived else ""}.
+- {'Live pages' if archived else 'Pages'} are as fetched when this corpus was built, not as they were when
+  submitted{archived_note}.
 - Language identification and quality filters are statistical and make mistakes.
 
 ## License

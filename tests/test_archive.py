@@ -46,7 +46,8 @@ def dead(path: str, host: str = "gone.test") -> str:
 
 
 def page(text: str) -> bytes:
-    return f"<!DOCTYPE html><html><head><title>{text}</title></head><body><p>{text}</p></body></html>".encode()
+    html = f"<!DOCTYPE html><html><head><title>{text}</title></head><body><p>{text}</p></body></html>"
+    return html.encode()
 
 
 def at(days: float) -> str:
@@ -145,7 +146,8 @@ def test_prefer_archive_takes_the_snapshot_nearest_the_submission_not_the_live_p
                     Capture(url, at(3), body=page("3 days after")),
                     Capture(url, at(40), body=page("40 days after"))]
         with FakeArchives(wayback=captures) as fa:
-            rows = fetch_urls([url, fresh], config(fa, "wayback", prefer="archive"), tmp_path, created=CREATED)
+            cfg = config(fa, "wayback", prefer="archive")
+            rows = fetch_urls([url, fresh], cfg, tmp_path, created=CREATED)
     assert rows[0]["source"] == "wayback" and rows[0]["archived_at"] == CREATED + 3 * DAY
     assert rows[0]["live_reason"] is None
     assert rows[1]["source"] == "live" and rows[1]["reason"] is None  # no snapshot: live
@@ -162,7 +164,8 @@ def test_commoncrawl_nearest_capture_over_crawls_wins(tmp_path: Path) -> None:
         late = fetch_urls([url], config(fa, "commoncrawl"), tmp_path / "late", created=CREATED + 40 * DAY)[0]
     assert row["archived_at"] == CREATED + 21 * DAY and late["archived_at"] == CREATED + 21 * DAY
     with FakeArchives(commoncrawl=crawls) as fa:
-        early = fetch_urls([url], config(fa, "commoncrawl"), tmp_path / "early", created=CREATED - 30 * DAY)[0]
+        early = fetch_urls([url], config(fa, "commoncrawl"), tmp_path / "early",
+                           created=CREATED - 30 * DAY)[0]
     assert early["archived_at"] == CREATED - 35 * DAY
 
 

@@ -65,7 +65,8 @@ def schemas() -> list[type]:
             continue
         found.add(cls)
         for f in dataclasses.fields(cls):
-            named = (vars(pipeline_config) | vars(train_config)).get(f.type) if isinstance(f.type, str) else None
+            known = vars(pipeline_config) | vars(train_config)
+            named = known.get(f.type) if isinstance(f.type, str) else None
             if dataclasses.is_dataclass(named):
                 todo.append(named)
     return sorted(found, key=lambda c: c.__name__)

@@ -374,7 +374,8 @@ class CommonCrawl(Archive):
         self.crawls = sorted(self.cfg.commoncrawl_crawls)
         self.captures = captures  # from the columnar join, by ord; None: look up the CDX servers
 
-    async def lookup_cdx(self, url: str, created: float | None, crawls: list[str] | None = None) -> Found | None:
+    async def lookup_cdx(self, url: str, created: float | None,
+                         crawls: list[str] | None = None) -> Found | None:
         """The nearest capture over the crawls, querying them nearest first and stopping once no
         later crawl can be nearer (a crawl's captures lie within about a month of its date)."""
         from pipeline.fetch.crawler import Refused
@@ -386,7 +387,8 @@ class CommonCrawl(Archive):
         for crawl in order:
             if created is not None:
                 distance = abs(crawl_time(crawl) - created) - 31 * 86400
-                if distance > self.window_s or (best is not None and distance > abs(best.timestamp - created)):
+                if distance > self.window_s or (
+                        best is not None and distance > abs(best.timestamp - created)):
                     break
             params = [("url", url), ("output", "json"), ("filter", f"~status:{STATUS_FILTER}")]
             if created is not None:
@@ -477,7 +479,8 @@ class CommonCrawl(Archive):
         end = found.offset + found.length - 1
         url = f"{self.cfg.commoncrawl_data_url}/{found.filename}"
         response = await self.get(url, page=False, cap=found.length, body_if=(206,),
-                                  headers={"Range": f"bytes={found.offset}-{end}", "Accept-Encoding": "identity"})
+                                  headers={"Range": f"bytes={found.offset}-{end}",
+                                           "Accept-Encoding": "identity"})
         status = response.exchange.status
         if status != 206:
             raise Refused("commoncrawl_range_ignored" if status == 200 else f"commoncrawl_http_{status}", url)

@@ -142,7 +142,8 @@ class Crawler:
     only); ``captures``: Common Crawl captures from the columnar join, by ord (None: CDX lookups)."""
 
     def __init__(self, cfg: FetchConfig, warc: WarcWriter, on_outcome: Callable[[Outcome], None],
-                 archive_state: Path | None = None, captures: dict[int, dict[str, Any]] | None = None) -> None:
+                 archive_state: Path | None = None,
+                 captures: dict[int, dict[str, Any]] | None = None) -> None:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
         self.throttled: Counter[str] = Counter()
         self.archives: list[Archive] = [

@@ -432,6 +432,9 @@ def funnel(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+ARCHIVE_NAMES = {"wayback": "the Wayback Machine", "commoncrawl": "Common Crawl"}
+
+
 def sources_table(documents: dict[str, int], stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per source (live, wayback, commoncrawl): the pages fetch kept from it, the documents published."""
     metrics = stages.get("fetch", {}).get("metrics", {})
@@ -459,14 +462,15 @@ def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
     fetch_line = ("each URL fetched politely (robots.txt, per-host delay), never private addresses; raw\n"
                   "   responses kept as WARC.")
     if archives:
-        when = ("dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
-                else "every link")
-        fetch_line += (f" For {when}, the capture nearest the submission time (within\n"
-                       f"   {cfg.fetch.archive_window_days:g} days) was taken from "
-                       f"{', then '.join(archives)}, "
-                       "under the same guards.")
-    archived_note = f"; {archived:,} documents are archived captures from near the submission time" \
-        if archived else ""
+        when = ("For dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
+                else "For every link")
+        names = " then ".join(ARCHIVE_NAMES.get(a, a) for a in archives)
+        fetch_line += (f"\n   {when}, the capture nearest the submission time (within "
+                       f"{cfg.fetch.archive_window_days:g} days)\n   was taken from {names}, under the same "
+                       "guards.")
+    archived_note = "" if not archived else (
+        "; 1 document is an archived capture" if archived == 1 else
+        f"; {archived:,} documents are archived captures") + " from near the submission time"
     min_score = cfg.links.min_score
     languages = "\n".join(f"- {lang}" for lang in (cfg.extract.languages or ["multilingual"]))
     return f"""---

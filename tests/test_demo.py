@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
@@ -24,8 +25,16 @@ def test_the_demo_goes_from_the_sample_dump_to_generated_text(tmp_path):
     funnel = summary.split("funnel\n")[1].split("\n\n")[0].splitlines()[2:]
     kept = {row.split()[0]: int(re.split(r"\s{2,}", row)[2].split()[0].replace(",", "")) for row in funnel}
     assert list(kept) == ["links", "fetch", "extract", "dedup"] and all(n > 0 for n in kept.values()), funnel
-    for reason in ("self_post", "http_404", "language", "too_short", "near_duplicate"):
+    for reason in ("self_post", "http_404", "no_snapshot", "language", "too_short", "near_duplicate"):
         assert reason in summary, reason
+    # the page gone from its site, recovered from the fake Wayback Machine, counted on the card
+    assert "dead live: http_404 2, 1 recovered from archives" in summary
+    assert re.search(r"lighthouse-keepers-log: live http_404, wayback capture of 2016-11-12", summary)
+    card = (folder / "corpus" / "README.md").read_text()
+    assert "| wayback | 1 | 1 |" in card and "1 document is an archived capture" in card
+    corpus = pq.read_table(sorted((folder / "corpus").glob("part-*.parquet")), columns=["title", "source"])
+    assert [t for t, s in zip(*corpus.to_pydict().values(), strict=True) if s == "wayback"] == [
+        "The lighthouse keeper's log goes on display"]
     first = float(re.search(r"loss at the first step\s+([\d.]+)", summary).group(1))
     last = float(re.search(r"loss at the last step\s+([\d.]+)", summary).group(1))
     assert last < first - 1.0, (first, last)  # visibly falling

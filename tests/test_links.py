@@ -417,15 +417,15 @@ def test_sigkill_part_way_then_rerun_gives_identical_links(tmp_path):
 def test_the_demo_sample_gives_the_sample_documents(tmp_path):
     import json
 
-    from pipeline.sample import DROPS, documents, write_dump
+    from pipeline.sample import ARCHIVED, DROPS, documents, write_dump
 
     dump = write_dump(tmp_path / "dumps")
     mapper, reducer = run_links(tmp_path / "w", [dump], partitions=2)
     rows = [r for part in read_links(reducer.paths.root).values() for r in part]
-    links = sorted([d["url"] for d in documents()] + [url for url, _, _ in DROPS])
+    links = sorted([d["url"] for d in documents()] + [url for url, _, _ in DROPS] + [ARCHIVED["url"]])
     assert sorted(r["url"] for r in rows) == links  # the drops are for later stages
     counts = json.loads(mapper.paths.stats.read_text())["counts"]
-    assert counts["kept"] == len(links) and sum(counts.values()) == 2 * len(documents()) + len(DROPS)
+    assert counts["kept"] == len(links) and sum(counts.values()) == 2 * len(documents()) + len(DROPS) + 1
 
 
 def test_the_largest_hosts_and_the_crawls_time_floor_are_reported(tmp_path):

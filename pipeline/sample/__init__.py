@@ -6,7 +6,9 @@ into a small Pushshift-style submission dump, with the kinds of submissions the 
 (self posts, low scores, image hosts, ...) mixed in, and a few links that reach the demo server but
 do not become documents (``DROPS``: a removed page, a tag listing, an article in German), so that
 every stage of the demo has something to count. The last document is a syndicated copy of the
-first on another site, posted later: the dedup stage removes it as a near duplicate.
+first on another site, posted later: the dedup stage removes it as a near duplicate. One more link
+(``ARCHIVED``) is dead on the demo server (404) but held by the demo's fake Wayback Machine
+(``archive_captures``), captured two days after it was posted: the fetch stage recovers it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,39 @@ DROPS = [
     ("https://coastal-wire.example/de/2017/03/faehre-kehrt-zurueck", "Die Nachtfähre kehrt zurück",
      "<h1>Die Nachtfähre kehrt zurück</h1>" + "".join(f"<p>{p}.</p>" for p in GERMAN.split(". "))),
 ]
+
+
+# A page that is gone from its site but was archived: the demo recovers it from a fake Wayback
+# Machine. Written for this project.
+ARCHIVED = {
+    "id": "a001", "url": "https://harbor-gazette.example/2016/11/lighthouse-keepers-log",
+    "domain": "harbor-gazette.example", "title": "The lighthouse keeper's log goes on display",
+    "subreddit": "history", "score": 57, "created_utc": 1478736000,
+    "text": (
+        "For sixty-one years, the keepers of the Gull Point light wrote down the weather twice a day. "
+        "Their logbooks, twelve volumes bound in green cloth, went on display at the harbor museum on "
+        "Saturday, after a winter of careful repair.\n\n"
+        "The entries are short and plain. Wind from the north-east, a heavy swell, the lamp lit at "
+        "half past four. But read in order they tell the story of the bay: the storm of 1938 that took "
+        "the old jetty, the first motor boats, the night in 1952 when the keeper rowed out to a "
+        "stranded yacht and brought back three sailors and a very wet dog.\n\n"
+        "The museum's archivist spent four months flattening pages that had been folded, damp and "
+        "forgotten in a storeroom since the light was automated in 1979. Volunteers are now typing "
+        "every entry into a database, so that anyone can search the weather on a given day.\n\n"
+        "The granddaughter of the last keeper came to the opening. She said her grandfather never "
+        "thought anyone would read what he wrote, and that he would have been embarrassed by his "
+        "spelling, which the museum has left exactly as it was."
+    ),
+}
+
+
+def archive_captures(port: int | None = None) -> list:
+    """What the demo's fake Wayback Machine holds: ``ARCHIVED`` as captured two days after posting."""
+    from pipeline.sample.archive import Capture, timestamp_of
+    from pipeline.sample.server import article_page
+
+    return [Capture(page_url(ARCHIVED, port), timestamp_of(ARCHIVED["created_utc"] + 2 * 86400),
+                    body=article_page(ARCHIVED), headers=[("Server", "Apache")])]
 
 
 def documents() -> list[dict]:
@@ -82,6 +117,9 @@ def write_dump(folder: Path, port: int | None = None) -> Path:
                      "created_utc": doc["created_utc"], "subreddit": doc["subreddit"],
                      "title": doc["title"], "over_18": False, "is_self": False})
         rows.append(_noise(n, doc["created_utc"]))
+    rows.append({"id": ARCHIVED["id"], "url": page_url(ARCHIVED, port), "score": ARCHIVED["score"],
+                 "created_utc": ARCHIVED["created_utc"], "subreddit": ARCHIVED["subreddit"],
+                 "title": ARCHIVED["title"], "over_18": False, "is_self": False})
     for n, (url, title, _) in enumerate(DROPS):
         domain = url.split("/")[2]
         if port is not None:

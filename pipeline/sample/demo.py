@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.sample import domains, write_dump
+from pipeline.sample import archive_captures, domains, write_dump
+from pipeline.sample.archive import FakeArchives
 from pipeline.sample.server import serve
 
 PROMPT = "The city council"
@@ -50,11 +51,14 @@ def run(argv: list[str], capture: bool = False) -> str:
     return done.stdout or ""
 
 
-def pipeline_command(folder: Path, dump: Path) -> list[str]:
+def pipeline_command(folder: Path, dump: Path, archive: FakeArchives) -> list[str]:
     hosts = ",".join(f"'{d}=127.0.0.1'" for d in domains())
     return [sys.executable, "-m", "pipeline", f"workdir={folder}", f"source.files=[{dump}]",
             "links.partitions=2", "fetch.allow_private=true", f"fetch.hosts=[{hosts}]",
-            "fetch.per_host_delay_s=0.2", "dedup.components_partitions=2", "dedup.bucket_ranges=1",
+            "fetch.per_host_delay_s=0.2", "fetch.archive=wayback",
+            f"fetch.wayback_cdx_url={archive.wayback_cdx_url}",
+            f"fetch.wayback_replay_url={archive.wayback_replay_url}", "fetch.archive_rate_per_s=20",
+            "dedup.components_partitions=2", "dedup.bucket_ranges=1",
             "dedup.max_rounds=4", "tokenize.tasks=2", "tokenize.val_fraction=0.25"]
 
 
@@ -103,13 +107,37 @@ def funnel_rows(folder: Path) -> list[list[str]]:
              _reasons(dropped)]]
     previous = urls.get("kept", 0)
     for stage, folder_name in (("fetch", "fetch"), ("extract", "docs"), ("dedup", "dedup")):
-        counts = _read(folder / folder_name / "stats.json").get("counts", {})
+        stats = _read(folder / folder_name / "stats.json")
+        counts, metrics = stats.get("counts", {}), stats.get("metrics", {})
         kept = counts.get("kept", 0)
         unit = "pages" if stage == "fetch" else "documents"
-        rows.append([stage, f"{previous:,} {rows[-1][2].split()[-1]}", f"{kept:,} {unit}",
-                     _reasons({k: v for k, v in counts.items() if k != "kept"})])
+        reasons = _reasons({k: v for k, v in counts.items() if k != "kept"})
+        dead = {k.removeprefix("dead_"): int(v) for k, v in metrics.items() if k.startswith("dead_")}
+        if dead:  # dead live links, some recovered from the archives
+            archived = sum(int(v) for k, v in metrics.items() if k.startswith("pages_") and k != "pages_live")
+            reasons += f"; dead live: {_reasons(dead)}, {archived} recovered from archives"
+        rows.append([stage, f"{previous:,} {rows[-1][2].split()[-1]}", f"{kept:,} {unit}", reasons])
         previous = kept
     return rows
+
+
+def recovered(folder: Path) -> list[str]:
+    """Lines on the dead links the archives gave back, and the documents they became."""
+    import pyarrow.parquet as pq
+
+    index = folder / "fetch" / "index"
+    if not index.is_dir():
+        return []
+    columns = ["url", "source", "live_reason", "archived_at"]
+    rows = [r for r in pq.read_table(index, columns=columns).to_pylist() if r["source"] not in (None, "live")]
+    manifest = _read(folder / "corpus" / "manifest.json")
+    sources = {r["source"]: r["documents"] for r in manifest.get("sources", [])}
+    lines = [f"dead links recovered from web archives: {len(rows)} (documents by source: "
+             + ", ".join(f"{k} {v}" for k, v in sources.items()) + ")"]
+    for r in rows:
+        when = time.strftime("%Y-%m-%d", time.gmtime(r["archived_at"]))
+        lines.append(f"  {r['url']}: live {r['live_reason']}, {r['source']} capture of {when}")
+    return [*lines, ""]
 
 
 def losses(run: Path) -> tuple[float | None, float | None, float | None]:
@@ -152,6 +180,7 @@ def summary(folder: Path, sample_text: str, seconds: float) -> str:
             ["validation loss at the end", fmt(val)],
         ]),
         "",
+        *recovered(folder),
         f"sample from the export (prompt {PROMPT!r}; ¶ marks a line break):",
         "  " + " ".join(sample_text.strip().replace("\n", " ¶ ").split())[:400],
         "",
@@ -187,7 +216,9 @@ def main() -> None:
         port = server.server_address[1]
         dump = write_dump(folder / "dumps", port)
         print(f"== the embedded sample: {dump} (its links point at the demo server on 127.0.0.1:{port})")
-        run(pipeline_command(folder, dump))
+        with FakeArchives(wayback=archive_captures(port)) as archive:
+            print(f"== a fake Wayback Machine on {archive.base} holds one page that is gone from its site")
+            run(pipeline_command(folder, dump, archive))
     finally:
         server.shutdown()
     run(train_command(folder, args.steps))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -299,3 +300,74 @@ def test_timestamps_and_crawl_dates() -> None:
     assert time.gmtime(crawl_time("CC-MAIN-2017-13"))[:3] == (2017, 3, 27)  # Monday of ISO week 13
     assert time.gmtime(crawl_time("CC-MAIN-2012"))[:2] == (2012, 7)
     assert time.gmtime(crawl_time("CC-MAIN-2009-2010"))[0] == 2010
+
+
+# --- the stage: resumable like the rest ----------------------------------------------------------
+
+
+def archive_command(workdir: Path, dump: Path, fa: FakeArchives, hosts: list[str]) -> list[str]:
+    mapped = ",".join(f"'{h}=127.0.0.1'" for h in hosts)
+    return [sys.executable, "-m", "pipeline", f"workdir={workdir}", "stages=[links,fetch]",
+            f"source.files=[{dump}]", "links.partitions=2", "executor.workers=2",
+            "fetch.allowed_networks=[127.0.0.0/8]", f"fetch.hosts=[{mapped}]", "fetch.robots=false",
+            "fetch.per_host_delay_s=0", "fetch.retry_backoff_s=0.01", "fetch.flush_every=4",
+            "fetch.archive=[wayback,commoncrawl]", f"fetch.commoncrawl_crawls=[{CRAWL_A},{CRAWL_B}]",
+            f"fetch.wayback_cdx_url={fa.wayback_cdx_url}",
+            f"fetch.wayback_replay_url={fa.wayback_replay_url}",
+            f"fetch.commoncrawl_cdx_url={fa.commoncrawl_cdx_url}",
+            f"fetch.commoncrawl_data_url={fa.commoncrawl_data_url}", "fetch.archive_rate_per_s=30"]
+
+
+@pytest.mark.slow
+def test_sigkill_part_way_then_rerun_gives_the_same_outcomes(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline.fetch.stage import read_journal
+    from tests.dumps import lines
+    from tests.helpers import kill_part_way
+
+    hosts = [f"dead{k}.test" for k in range(6)]
+    urls = [dead(f"/story/{i}", host=hosts[i % len(hosts)]) for i in range(60)]
+    wayback = [Capture(u, at(1), body=page(f"wayback {u}")) for u in urls[0::3]]
+    cc = [Capture(u, at(20), body=page(f"cc {u}")) for u in urls[1::3]]  # urls[2::3]: in no archive
+    dump = tmp_path / "RS_dead.json"
+    dump.write_bytes(lines([{"id": f"x{i}", "url": u, "score": 10, "created_utc": CREATED,
+                             "subreddit": "news"} for i, u in enumerate(urls)]))
+
+    def outcomes(workdir: Path) -> dict[str, tuple]:
+        rows = pq.read_table(workdir / "fetch" / "index").to_pylist()
+        return {r["url"]: (r["reason"], r["source"], r["live_reason"], r["archived_at"], r["archive_id"])
+                for r in rows}
+
+    with FakeArchives(wayback=wayback, commoncrawl={CRAWL_B: cc}) as fa:
+        clean = subprocess.run(archive_command(tmp_path / "clean", dump, fa, hosts), cwd=REPO,
+                               capture_output=True, text=True, timeout=300)
+        assert clean.returncode == 0, clean.stderr[-3000:]
+        expected = outcomes(tmp_path / "clean")
+        stats = json.loads((tmp_path / "clean" / "fetch" / "stats.json").read_text())
+        assert stats["counts"] == {"kept": 40, "no_snapshot": 20}
+        assert {k: v for k, v in stats["metrics"].items() if k.startswith(("pages_", "dead_"))} == {
+            "pages_wayback": 20, "pages_commoncrawl": 20, "dead_connection_error": 60}
+
+        workdir = tmp_path / "killed"
+        journals = workdir / "fetch" / "_state" / "journal"
+
+        def journaled() -> int:
+            return sum(len(read_journal(p)) for p in journals.glob("*.jsonl")) if journals.is_dir() else 0
+
+        kill_part_way(archive_command(workdir, dump, fa, hosts), lambda: journaled() >= 16)
+        done = {r["url"] for p in journals.glob("*.jsonl") for r in read_journal(p).values()}
+        asked = len(fa.requests)
+        rerun = subprocess.run(archive_command(workdir, dump, fa, hosts), cwd=REPO, capture_output=True,
+                               text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert 16 <= len(done) < 60
+    assert outcomes(workdir) == expected
+    # what the journal held was not asked of the archives again
+    again = [path for _, path in fa.requests[asked:]
+             if any(f"{u}&" in unquote(path) or unquote(path).endswith(u) for u in done)]
+    assert again == [] and len(fa.requests) > asked
+    kept = [u for u, r in expected.items() if r[0] is None]
+    assert sorted(uri for uri, _, _ in responses(workdir / "fetch" / "warc")) == sorted(kept)

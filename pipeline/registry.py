@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from pipeline.dedup.stage import dedup_stages
 from pipeline.extract.stage import ExtractStage
+from pipeline.fetch.ccindex import ccindex_stages
 from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
 from pipeline.publish import PublishStage
@@ -15,7 +16,7 @@ from pipeline.tokenize import TokenizeStage
 # A stage's passes: each a Stage class, or a function giving passes (when their number is configured).
 STAGES: dict[str, tuple[type[Stage] | Callable[[object], Iterable[Stage]], ...]] = {
     "links": (LinksMapStage, LinksReduceStage),
-    "fetch": (FetchStage,),
+    "fetch": (ccindex_stages, FetchStage),  # the join with Common Crawl's index, when configured
     "extract": (ExtractStage,),
     "dedup": (dedup_stages,),
     "publish": (PublishStage,),

@@ -371,3 +371,56 @@ def test_sigkill_part_way_then_rerun_gives_the_same_outcomes(tmp_path: Path) -> 
     assert again == [] and len(fa.requests) > asked
     kept = [u for u, r in expected.items() if r[0] is None]
     assert sorted(uri for uri, _, _ in responses(workdir / "fetch" / "warc")) == sorted(kept)
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_columnar_join_then_range_requests_recover_dead_links_without_lookups(tmp_path: Path,
+                                                                             where: str) -> None:
+    """fetch.commoncrawl_index: the links joined with Common Crawl's columnar index (a local copy, or
+    the data server's, read by range requests), then each record fetched by a range request."""
+    import gzip
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sample.archive import CC_INDEX_SCHEMA
+    from tests.dumps import lines
+
+    hosts = ["dead0.test", "dead1.test", "www.dead2.test"]
+    urls = [dead(f"/story/{i}", host=hosts[i % 3]) for i in range(12)]
+    crawls = {CRAWL_A: [Capture(u, at(-35), body=page(f"april {u}")) for u in urls[:8]],
+              CRAWL_B: [Capture(u, at(21), body=page(f"june {u}")) for u in urls[4:10]]}
+    dump = tmp_path / "RS_dead.json"
+    dump.write_bytes(lines([{"id": f"x{i}", "url": u, "score": 10, "created_utc": CREATED,
+                             "subreddit": "news"} for i, u in enumerate(urls)]))
+    with FakeArchives(commoncrawl=crawls) as fa:
+        index = tmp_path / "cc-index"
+        for crawl in crawls:
+            table = pa.Table.from_pylist(fa.cc_index_rows(crawl), schema=CC_INDEX_SCHEMA)
+            path = f"cc-index/table/cc-main/warc/crawl={crawl}/subset=warc/part-00000.c000.gz.parquet"
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, row_group_size=4)
+            if where == "local":
+                (index / path).parent.mkdir(parents=True)
+                (index / path).write_bytes(buffer.getvalue())
+            else:
+                fa.add_file(path, buffer.getvalue())
+                listing = gzip.compress(f"{path}\n".encode())
+                fa.add_file(f"crawl-data/{crawl}/cc-index-table.paths.gz", listing)
+        command = archive_command(tmp_path / "work", dump, fa, [h.removeprefix("www.") for h in hosts]
+                                  + ["www.dead2.test"])
+        location = index / "cc-index/table/cc-main/warc" if where == "local" else "remote"
+        command += ["fetch.archive=commoncrawl", "fetch.commoncrawl_join_tasks=2",
+                    f"fetch.commoncrawl_index={location}"]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        asked = [path for _, path in fa.requests]
+    rows = {r["url"]: r for r in pq.read_table(tmp_path / "work" / "fetch" / "index").to_pylist()}
+    got = {u: (r["source"], r["archived_at"]) for u, r in rows.items()}
+    assert got == {**{u: ("commoncrawl", CREATED - 35 * DAY) for u in urls[:4]},
+                   **{u: ("commoncrawl", CREATED + 21 * DAY) for u in urls[4:10]},  # the nearer crawl
+                   **{u: (None, None) for u in urls[10:]}}
+    assert all(rows[u]["reason"] == "no_snapshot" for u in urls[10:])
+    assert not any("-index?" in path for path in asked), "no CDX lookups: the join found the captures"
+    assert sum(path.startswith("/crawl-data/CC-MAIN") and path.endswith(".warc.gz") for path in asked) == 10

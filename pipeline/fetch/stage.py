@@ -111,6 +111,12 @@ class FetchStage(Stage):
         if made != self.num_tasks:
             raise StageError(f"fetch: {self.links.root} has {made} partitions but links.partitions="
                              f"{self.num_tasks}; use the value the links were made with")
+        if "commoncrawl" in self.conf.archives() and self.conf.commoncrawl_index:
+            join = StagePaths(self.workdir, "fetch_ccindex")
+            if not join.meta.exists():
+                raise StageError(f"fetch: fetch.commoncrawl_index is set but {join.root} holds no join of "
+                                 "the links with it; run the fetch stage whole (stages=[...,fetch,...])")
+            require_complete(join)
 
     def journal_path(self, index: int) -> Path:
         return self.paths.state / "journal" / f"{index:05d}.jsonl"

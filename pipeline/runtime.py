@@ -16,6 +16,7 @@ A stage is a function of (config, task index, task count) -> output shards. Arou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -177,7 +178,11 @@ def prepare(stage: Stage) -> None:
             "config": config if isinstance(config, dict) else to_dict(config)}
     if stage.paths.meta.exists() and completed_tasks(stage.paths):
         old = read_json(stage.paths.meta)
-        changes = diff({"tasks": old["tasks"], **old["config"]},
+        made_with = dict(old["config"])
+        if dataclasses.is_dataclass(config):  # settings added since: the outputs had their defaults
+            for key, default in to_dict(type(config)()).items():
+                made_with.setdefault(key, default)
+        changes = diff({"tasks": old["tasks"], **made_with},
                        {"tasks": meta["tasks"], **meta["config"]})
         if changes:
             raise StageError(

@@ -47,6 +47,21 @@ def test_changed_stage_config_is_refused(tmp_path):
         run_tokenize(tmp_path, tasks=3, val_fraction=0.1)
 
 
+def test_a_setting_added_since_the_outputs_were_made_counts_at_its_default(tmp_path):
+    """Outputs made before a setting existed were made with its default: kept when the setting is
+    left at it, refused when it is not."""
+    make_corpus(tmp_path / "corpus", docs=100, row_group_size=25)
+    stage = run_tokenize(tmp_path, tasks=2)
+    meta = json.loads(stage.paths.meta.read_text())
+    del meta["config"]["batch_docs"], meta["config"]["split_salt"]  # as an older version wrote it
+    stage.paths.meta.write_text(json.dumps(meta))
+    run_tokenize(tmp_path, tasks=2)  # the defaults: the same outputs, nothing redone
+    assert [task_starts(stage.paths, t) for t in range(2)] == [1, 1]
+    stage.paths.meta.write_text(json.dumps(meta))
+    with pytest.raises(StageError, match=r"split_salt: 'webtext' -> 'other'"):
+        run_tokenize(tmp_path, tasks=2, split_salt="other")
+
+
 def test_failed_tasks_are_reported_and_retried(tmp_path):
     make_corpus(tmp_path / "corpus", docs=100, row_group_size=25, name="part-00000.parquet")
     broken = tmp_path / "corpus" / "part-00001.parquet"

@@ -258,12 +258,12 @@ class FakeArchives:
     """
 
     def __init__(self, wayback: list[Capture] | None = None,
-                 commoncrawl: dict[str, list[Capture]] | None = None) -> None:
+                 commoncrawl: dict[str, list[Capture]] | None = None, port: int = 0) -> None:
         self.wayback = sorted(wayback or [], key=lambda c: c.timestamp)
         self.commoncrawl = {crawl: list(captures) for crawl, captures in (commoncrawl or {}).items()}
         self.ignore_range = False  # answer every file request 200 with the whole file
         self.requests: list[tuple[float, str]] = []  # (time.monotonic(), path with query)
-        self.port = 0
+        self.port = port  # 0: a free one, known once started
         self._lock = threading.Lock()
         self._failures: list[list[Any]] = []  # [prefix, status, remaining, retry_after]
         self._files: dict[str, bytes] = {}
@@ -323,7 +323,7 @@ class FakeArchives:
                                "digest": digest(c.body), "length": str(len(warc_records(c)[1])),
                                "capture": c} for c in self.wayback]
         handler = type("Handler", (_Handler,), {"archives": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", self.port), handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self

@@ -203,7 +203,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     parser.add_argument("--port", type=int, default=18080,
                         help="demo server port (default 18080; the pages' URLs, hence the documents' "
-                        "ids and the train/val split, carry it; 0 picks a free one)")
+                        "ids and the train/val split, carry it; the fake web archive takes the next "
+                        "port; 0 picks free ones)")
     args = parser.parse_args()
     folder = args.folder.resolve()
     started = time.monotonic()
@@ -216,9 +217,18 @@ def main() -> None:
         port = server.server_address[1]
         dump = write_dump(folder / "dumps", port)
         print(f"== the embedded sample: {dump} (its links point at the demo server on 127.0.0.1:{port})")
-        with FakeArchives(wayback=archive_captures(port)) as archive:
+        # On the next port: its address is in the fetch config, which a rerun must repeat.
+        archive = FakeArchives(wayback=archive_captures(port), port=port + 1 if args.port else 0)
+        try:
+            archive.start()
+        except OSError as err:
+            sys.exit(f"demo: cannot serve the fake archive on 127.0.0.1:{port + 1} ({err.strerror}); "
+                     f"pick another port: --port N (the archive takes N+1)")
+        try:
             print(f"== a fake Wayback Machine on {archive.base} holds one page that is gone from its site")
             run(pipeline_command(folder, dump, archive))
+        finally:
+            archive.stop()
     finally:
         server.shutdown()
     run(train_command(folder, args.steps))

@@ -74,3 +74,11 @@ def slurm_cluster() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true requires the SLURM tests to run: {problem}")
         pytest.skip(problem)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2``), the SLURM tests run one after another on one worker: the
+    one-node cluster has two CPUs, and jobs of two tests at once would wait on each other."""
+    for item in items:
+        if item.get_closest_marker("slurm") is not None:
+            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -153,6 +153,14 @@ class ArchiveRate:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            except OSError as err:  # a filesystem without locks (Lustre without -o flock, ...)
+                log.warning("cannot lock %s (%s): the rate of this archive holds per task, not for the "
+                            "whole run; lower fetch.archive_rate_per_s by the number of tasks", path, err)
+                os.close(self.fd)
+                self.path = None
 
     def _move(self, start_after: float, step: float) -> float:
         """Take the first start time at or after ``start_after``; the next one is ``step`` later."""

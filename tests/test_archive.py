@@ -212,8 +212,10 @@ def test_requests_to_an_archive_keep_its_rate(tmp_path: Path) -> None:
     assert all(r["reason"] is None for r in rows)
     starts = sorted(t for t, _ in fa.requests)
     assert len(starts) == 12  # a lookup and a capture each
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.125 * 0.9, gaps  # 8 per second (the fake's clock starts a little late)
+    # 8 per second: 11 intervals of 125 ms. A request reaches the server a little after its start,
+    # later still on a busy machine, so single gaps are bounded loosely and the span firmly.
+    assert starts[-1] - starts[0] >= 11 * 0.125 * 0.8, starts
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.125 * 0.3, starts
 
 
 RATE_CHILD = """
@@ -235,10 +237,9 @@ def test_the_rate_is_shared_by_every_process_of_a_run(tmp_path: Path) -> None:
                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
     starts = sorted(float(line) for child in children for line in child.communicate(timeout=60)[0].split())
     assert len(starts) == 16
-    # 20 per second over both processes, not each: 15 intervals of 50 ms (each process alone would
-    # take 7 of them). A start may wake a few ms late, so single gaps are only bounded loosely.
-    assert starts[-1] - starts[0] >= 15 * 0.05 * 0.95, starts
-    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.025, starts
+    # 20 per second over both processes, not each: 15 intervals of 50 ms, where each process on its
+    # own would take 7 (a start may wake late on a busy machine: the span is bounded with a margin).
+    assert starts[-1] - starts[0] >= 15 * 0.05 * 0.8, starts
 
 
 def test_a_pause_holds_back_every_later_request(tmp_path: Path) -> None:

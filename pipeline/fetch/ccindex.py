@@ -418,6 +418,11 @@ class CCIndexMapStage(_JoinPass):
     def stage_config(self) -> dict[str, Any]:
         return self.join_config()
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.conf.commoncrawl_index != REMOTE:
+            index_files(self.conf)  # a missing crawl folder is said once, before any task starts
+
     def host_filter(self, ctx: TaskContext) -> HostFilter:
         """A Bloom filter of every link's host key, from the ``host`` column of all links parts."""
         parts = [links_part(self.workdir, p) for p in range(self.cfg.links.partitions)]

@@ -425,3 +425,11 @@ def test_columnar_join_then_range_requests_recover_dead_links_without_lookups(tm
     assert all(rows[u]["reason"] == "no_snapshot" for u in urls[10:])
     assert not any("-index?" in path for path in asked), "no CDX lookups: the join found the captures"
     assert sum(path.startswith("/crawl-data/CC-MAIN") and path.endswith(".warc.gz") for path in asked) == 10
+
+
+def test_an_unreachable_archive_is_counted_under_its_name(tmp_path: Path) -> None:
+    url = dead("/story/7")
+    with FakeArchives() as fa:
+        cfg = config(fa, "wayback", wayback_cdx_url=f"http://gone.test:{DEAD}/cdx", retries=0)
+        [row] = fetch_urls([url], cfg, tmp_path, created=CREATED)
+    assert row["reason"] == "wayback_connection_error" and row["live_reason"] == "connection_error"

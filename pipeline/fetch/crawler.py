@@ -37,6 +37,9 @@ SNIFF_BYTES = 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error"}
 Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission time)
+# Failures of an archive's service rather than of the archived page: counted under the archive's name.
+SERVICE_FAILURES = {"dns_error", "connection_error", "ssl_error", "timeout", "broken_response",
+                    "decode_error", "fetch_error"}
 
 
 class Refused(Exception):
@@ -146,6 +149,7 @@ class Crawler:
                  captures: dict[int, dict[str, Any]] | None = None) -> None:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
         self.throttled: Counter[str] = Counter()
+        self.archive_failed: set[str] = set()
         self.archives: list[Archive] = [
             Wayback(self, archive_state) if name == "wayback" else CommonCrawl(self, archive_state, captures)
             for name in cfg.archives()]
@@ -257,6 +261,13 @@ class Crawler:
                 return outcome, chain
             if outcome.reason is None:
                 return outcome, chain
+            if outcome.reason in SERVICE_FAILURES or outcome.reason.startswith("http_"):
+                # the archive failed us, not the page: say which archive (its own reasons are already)
+                if archive.name not in self.archive_failed:
+                    self.archive_failed.add(archive.name)
+                    log.warning("%s failed with %s (%s); is it reachable? Later failures are counted, "
+                                "not logged", archive.name, outcome.reason, outcome.url)
+                outcome.reason = f"{archive.name}_{outcome.reason}"
             failed = failed or (outcome, chain)
         return failed
 

@@ -433,3 +433,16 @@ def test_an_unreachable_archive_is_counted_under_its_name(tmp_path: Path) -> Non
         cfg = config(fa, "wayback", wayback_cdx_url=f"http://gone.test:{DEAD}/cdx", retries=0)
         [row] = fetch_urls([url], cfg, tmp_path, created=CREATED)
     assert row["reason"] == "wayback_connection_error" and row["live_reason"] == "connection_error"
+
+
+def test_a_host_whose_robots_txt_never_answers_is_dead_and_recovered(tmp_path: Path) -> None:
+    def silent(path: str, host: str) -> tuple[int, str, bytes]:
+        time.sleep(1.0)  # past the read timeout: a host that accepts and never answers
+        return 200, "text/plain", b""
+
+    with loopback_site(silent) as port:
+        url = f"http://live.test:{port}/story"
+        with FakeArchives(wayback=[Capture(url, at(1), body=page("recovered"))]) as fa:
+            cfg = config(fa, "wayback", robots=True, read_timeout_s=0.2, retries=0)
+            [row] = fetch_urls([url], cfg, tmp_path, created=CREATED)
+    assert row["live_reason"] == "timeout" and row["source"] == "wayback" and row["reason"] is None

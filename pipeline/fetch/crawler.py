@@ -35,7 +35,9 @@ log = logging.getLogger("webtext.fetch")
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
 SNIFF_BYTES = 1024
 REDIRECTS = {301, 302, 303, 307, 308}
-UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error"}
+# A host whose robots.txt fails so cannot be reached at all: its pages get the reason (a dead link
+# when fetch.archive is on), not robots_unavailable.
+UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error", "timeout"}
 Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission time)
 # Failures of an archive's service rather than of the archived page: counted under the archive's name.
 SERVICE_FAILURES = {"dns_error", "connection_error", "ssl_error", "timeout", "broken_response",
@@ -455,7 +457,8 @@ class Crawler:
                     response = await self._request(url, page=False)
             except Refused as refused:
                 # A host that cannot be reached at all: its pages would fail the same way, and
-                # saying why (no such name, refused address, connection refused) helps more.
+                # saying why (no such name, refused address, connection refused, no answer in
+                # time) helps more.
                 return refused.reason if refused.reason in UNREACHABLE else "unavailable"
             status = response.exchange.status
             location = response.exchange.header("location")

@@ -224,32 +224,21 @@ class Archive:
         per-request deadline; a 429 or 503 pauses every task's requests to this archive."""
         from pipeline.fetch.crawler import Refused
 
-        delay = self.cfg.retry_backoff_s
-        for attempt in range(self.cfg.retries + 1):
-            last = attempt == self.cfg.retries
+        async def attempt() -> Any:
             await self.rate.wait()
             try:
-                response = await asyncio.wait_for(
+                return await asyncio.wait_for(
                     self.crawler._request(url, page=page, headers=headers, cap=cap, body_if=body_if),
                     self.cfg.timeout_s)
             except asyncio.TimeoutError:
                 raise Refused("timeout", url) from None
-            except Refused as refused:
-                if refused.reason != "connection_error" or last:
-                    raise
-                await asyncio.sleep(delay)
-                delay *= 2
-                continue
-            status = response.exchange.status
-            if (status == 429 or status >= 500) and not last:
-                wait = self.crawler._retry_after(response, delay)
-                self.crawler.throttled[self.name] += 1
-                log.info("%s answered %d: pausing its requests for %.1fs", self.name, status, wait)
-                await self.rate.pause(wait)
-                delay *= 2
-                continue
-            return response
-        raise AssertionError("unreachable")
+
+        async def throttled(seconds: float) -> None:
+            self.crawler.throttled[self.name] += 1
+            log.info("%s asked us to slow down: pausing its requests for %.1fs", self.name, seconds)
+            await self.rate.pause(seconds)
+
+        return await self.crawler.retrying(attempt, throttled)
 
     def check_target(self, url: str) -> None:
         """An archived URL (the link itself, a redirect's target) must pass what a live one would."""

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig, PipelineConfig
 from pipeline.links.rules import UrlError, normalize_url, partition_of
+from pipeline.links.stage import require_links
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 from pipeline.schema import diff
@@ -397,13 +398,7 @@ class _JoinPass(Stage):
         if not self.conf.commoncrawl_index:
             raise StageError(f"{self.name}: fetch.commoncrawl_index is empty: give the folder of "
                              "Common Crawl's columnar index, or 'remote'")
-        if not self.links.meta.exists():
-            raise StageError(f"{self.name}: no links in {self.links.root}; run the links stage first")
-        require_complete(self.links)
-        made = read_json(self.links.meta)["tasks"]
-        if made != self.cfg.links.partitions:
-            raise StageError(f"{self.name}: {self.links.root} has {made} partitions but links.partitions="
-                             f"{self.cfg.links.partitions}; use the value the links were made with")
+        require_links(self.workdir, self.cfg.links.partitions, self.name)
 
 
 class CCIndexMapStage(_JoinPass):

@@ -16,7 +16,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -331,13 +331,23 @@ class Crawler:
         return await self._request_with_retries(url, host, outcome)
 
     async def _request_with_retries(self, url: str, host: str, outcome: Outcome) -> Response:
-        delay = self.cfg.retry_backoff_s
-        for attempt in range(self.cfg.retries + 1):
+        async def attempt() -> Response:
             outcome.attempts += 1
-            last = attempt == self.cfg.retries
+            async with self.gate.slot(host):
+                return await self._request(url, page=True)
+
+        return await self.retrying(attempt)
+
+    async def retrying(self, attempt: Callable[[], Awaitable[Response]],
+                       wait: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Response:
+        """``attempt()``, retried ``fetch.retries`` times: after a connection error, the backoff;
+        after a 429 or 5xx, its Retry-After (or the backoff), waited by ``wait``. The backoff
+        doubles at each retry."""
+        delay = self.cfg.retry_backoff_s
+        for n in range(self.cfg.retries + 1):
+            last = n == self.cfg.retries
             try:
-                async with self.gate.slot(host):
-                    response = await self._request(url, page=True)
+                response = await attempt()
             except Refused as refused:
                 if refused.reason != "connection_error" or last:
                     raise
@@ -346,7 +356,7 @@ class Crawler:
                 continue
             status = response.exchange.status
             if (status == 429 or status >= 500) and not last:
-                await asyncio.sleep(self._retry_after(response, delay))
+                await wait(self._retry_after(response, delay))
                 delay *= 2
                 continue
             return response

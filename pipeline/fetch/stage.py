@@ -27,8 +27,9 @@ from tqdm import tqdm
 from pipeline.config import FetchConfig
 from pipeline.fetch.crawler import Crawler, Item, Outcome
 from pipeline.fetch.warc import WarcWriter, cut_back
+from pipeline.links.stage import require_links
 from pipeline.paths import StagePaths
-from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
+from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
 INDEX_SCHEMA = pa.schema([
     ("ord", pa.int64()), ("url", pa.string()), ("final_url", pa.string()), ("status", pa.int32()),
@@ -104,13 +105,7 @@ class FetchStage(Stage):
         return self.conf
 
     def check_inputs(self) -> None:
-        if not self.links.meta.exists():
-            raise StageError(f"fetch: no links in {self.links.root}; run the links stage first")
-        require_complete(self.links)
-        made = read_json(self.links.meta)["tasks"]
-        if made != self.num_tasks:
-            raise StageError(f"fetch: {self.links.root} has {made} partitions but links.partitions="
-                             f"{self.num_tasks}; use the value the links were made with")
+        require_links(self.workdir, self.num_tasks, "fetch")
         if "commoncrawl" in self.conf.archives() and self.conf.commoncrawl_index:
             join = StagePaths(self.workdir, "fetch_ccindex")
             if not join.meta.exists():

@@ -60,6 +60,19 @@ def _month(created: int, cache: dict[int, str]) -> str:
     return month
 
 
+def require_links(workdir: Path, partitions: int, who: str) -> None:
+    """Raise ``StageError`` unless the links are complete and were made with ``partitions``
+    (the later stages' task count and file names follow from it)."""
+    links = StagePaths(workdir, "links")
+    if not links.meta.exists():
+        raise StageError(f"{who}: no links in {links.root}; run the links stage first")
+    require_complete(links)
+    made = read_json(links.meta)["tasks"]
+    if made != partitions:
+        raise StageError(f"{who}: {links.root} has {made} partitions but links.partitions={partitions}; "
+                         "use the value the links were made with")
+
+
 class LinksMapStage(Stage):
     name = "links_map"
 

@@ -266,6 +266,10 @@ class FetchConfig:
         names = [value] if isinstance(value, str) else list(value or [])
         return [n for n in (str(n).strip().lower() for n in names) if n and n != "none"]
 
+    def commoncrawl_join(self) -> bool:
+        """Whether Common Crawl's captures come from the join with its columnar index."""
+        return "commoncrawl" in self.archives() and bool(self.commoncrawl_index)
+
     def check(self) -> None:
         import ipaddress
 

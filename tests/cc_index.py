@@ -13,17 +13,14 @@ their stats and the process's peak RSS as JSON: the memory test runs it as a chi
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import resource
 import sys
-import threading
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -274,65 +271,6 @@ def publish_listing(root: Path, crawl: str) -> Path:
     listing.parent.mkdir(parents=True, exist_ok=True)
     listing.write_bytes(gzip.compress("\n".join(lines).encode() + b"\n"))
     return listing
-
-
-@contextlib.contextmanager
-def static_server(root: Path) -> Iterator[tuple[str, Counter[str]]]:
-    """A loopback HTTP server of the files under ``root`` that honours ``Range: bytes=a-b``.
-
-    Yields its base URL and a counter of the responses it gave (``200``, ``206``, ``404``, ``HEAD``).
-    """
-    served: Counter[str] = Counter()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _file(self) -> Path | None:
-            path = (root / self.path.split("?")[0].lstrip("/")).resolve()
-            return path if path.is_file() and path.is_relative_to(root.resolve()) else None
-
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self._file()
-            served["HEAD"] += 1
-            self.send_response(200 if path else 404)
-            self.send_header("Content-Length", str(path.stat().st_size if path else 0))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-
-        def do_GET(self) -> None:  # noqa: N802
-            path = self._file()
-            if path is None:
-                served["404"] += 1
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            ranged = self.headers.get("Range", "").removeprefix("bytes=")
-            if ranged:
-                first, _, last = ranged.partition("-")
-                start, end = int(first), min(int(last) + 1 if last else len(data), len(data))
-                served["206"] += 1
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-                data = data[start:end]
-            else:
-                served["200"] += 1
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (its signature)
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", served
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 def join_config(workdir: Path, index: str, partitions: int = 4, **fetch: Any) -> PipelineConfig:

@@ -29,6 +29,7 @@ from pipeline.fetch.ccindex import (
 from pipeline.links.rules import partition_of
 from pipeline.paths import StagePaths
 from pipeline.runtime import StageError
+from pipeline.sample.archive import FakeArchives
 from pipeline.schema import validate
 from tests.cc_index import (
     CRAWLS,
@@ -41,7 +42,6 @@ from tests.cc_index import (
     publish_listing,
     run_join,
     run_stage,
-    static_server,
     write_index,
     write_links,
 )
@@ -302,7 +302,10 @@ def test_remote_index_is_read_with_range_requests(tmp_path, monkeypatch):
     for crawl in CRAWLS:
         write_index(site / INDEX_TABLE, crawl, syn.rows(crawl), rows_per_file=200, row_group_rows=50)
         publish_listing(site, crawl)
-    with static_server(site) as (url, served):
+    with FakeArchives() as fa:  # Common Crawl's data server: files, read whole or by range
+        for path in (p for p in site.rglob("*") if p.is_file()):
+            fa.add_file(path.relative_to(site).as_posix(), path.read_bytes())
+        url, served = fa.commoncrawl_data_url, fa.answered
         cfg = join_config(tmp_path / "work", "remote", commoncrawl_data_url=url)
         make_links(cfg, syn.links())
         mapped, _ = run_join(cfg)

@@ -35,21 +35,19 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.fetch.guard import ip_literal
+from pipeline.fetch.crawler import NO_SNAPSHOT, REDIRECTS, Crawler, Outcome, Refused, media_type
 from pipeline.fetch.warc import HttpExchange
 
-if TYPE_CHECKING:
-    from pipeline.fetch.crawler import Crawler, Outcome
-
 log = logging.getLogger("webtext.fetch.archive")
-REDIRECTS = {301, 302, 303, 307, 308}
+T = TypeVar("T")
 STATUS_FILTER = "(200|301|302|303|307|308)"  # a page, or an archived redirect to follow
 LOOKUP_MAX_BYTES = 4 << 20  # a CDX answer: a few captures, nearest first
 LOOKUP_LIMIT = 20
@@ -107,30 +105,32 @@ def _iso(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class NoSnapshot(Exception):
-    """The archive holds no usable capture of the URL within the window."""
-
-
 @dataclass
 class Found:
     """A capture chosen in an archive."""
 
     url: str  # the original URL, as the archive has it
     timestamp: float  # capture time
-    status: int | None = None
     filename: str | None = None  # Common Crawl: the WARC file, offset and length of the record
     offset: int | None = None
     length: int | None = None
     crawl: str | None = None
 
 
-def nearest(candidates: list[Found], created: float | None, window_s: float) -> Found | None:
-    """The capture nearest ``created`` within ``window_s`` (ties: the earlier); with no submission
-    time, the earliest capture."""
+def nearest(candidates: Iterable[T], created: float | None, window_s: float,
+            when: Callable[[T], tuple[Any, ...]]) -> T | None:
+    """The capture nearest ``created`` within ``window_s``; with no submission time, the earliest.
+
+    ``when(capture)`` is its capture time, then what breaks ties after the earlier time (a WARC
+    file and offset, say)."""
     if created is None:
-        return min(candidates, key=lambda f: f.timestamp, default=None)
-    inside = [f for f in candidates if abs(f.timestamp - created) <= window_s]
-    return min(inside, key=lambda f: (abs(f.timestamp - created), f.timestamp), default=None)
+        return min(candidates, key=when, default=None)
+    inside = [c for c in candidates if abs(when(c)[0] - created) <= window_s]
+    return min(inside, key=lambda c: (abs(when(c)[0] - created), *when(c)), default=None)
+
+
+def _capture_time(found: Found) -> tuple[float]:
+    return (found.timestamp,)
 
 
 # --- the request rate, shared by every task of a run -----------------------------------------------
@@ -210,20 +210,14 @@ class Archive:
         self.rate = ArchiveRate(state / self.name if state is not None else None, self.cfg.archive_rate_per_s)
 
     async def recover(self, outcome: Outcome, chain: list[HttpExchange], created: float | None) -> None:
-        """Fill ``outcome`` and ``chain`` from the archive; ``NoSnapshot`` or ``Refused`` otherwise."""
+        """Fill ``outcome`` and ``chain`` from the archive, or raise ``Refused`` (``NO_SNAPSHOT``
+        when it holds no capture in the window)."""
         raise NotImplementedError
-
-    def refused(self, status: int) -> Exception:
-        from pipeline.fetch.crawler import Refused
-
-        return Refused(f"{self.name}_http_{status}")
 
     async def get(self, url: str, page: bool, headers: dict[str, str] | None = None,
                   cap: int = LOOKUP_MAX_BYTES, body_if: tuple[int, ...] | None = None) -> Any:
         """One request to the archive at its rate, with the crawler's retries, each attempt under the
         per-request deadline; a 429 or 503 pauses every task's requests to this archive."""
-        from pipeline.fetch.crawler import Refused
-
         async def attempt() -> Any:
             await self.rate.wait()
             try:
@@ -241,21 +235,24 @@ class Archive:
         return await self.crawler.retrying(attempt, throttled)
 
     def check_target(self, url: str) -> None:
-        """An archived URL (the link itself, a redirect's target) must pass what a live one would."""
-        from pipeline.fetch.crawler import Refused
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise Refused("bad_scheme", parts.scheme)
-        if parts.username or parts.password:
-            raise Refused("credentials_in_url")
-        host = (parts.hostname or "").lower().rstrip(".")
-        if not host:
-            raise Refused("unparseable_url", url)
-        literal = ip_literal(host)
-        if (literal is not None and not self.crawler.policy.allows(literal)) or host == "localhost" \
-                or host.endswith(".localhost"):
+        """An archived URL (the link itself, a redirect's target) must pass what a live one would;
+        its name is not resolved, so ``localhost`` is refused by name."""
+        _, host = self.crawler.check_url(url)
+        host = host.rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
             raise Refused("blocked_address", f"{host} (archived)")
+
+    def hop(self, outcome: Outcome, chain: list[HttpExchange], exchange: HttpExchange, target: str,
+            seen: set[str]) -> None:
+        """Record an archived redirect to ``target``: guarded, not a loop, within fetch.max_redirects."""
+        self.check_target(target)
+        if target in seen:
+            raise Refused("redirect_loop", target)
+        seen.add(target)
+        if len(outcome.redirects) >= self.cfg.max_redirects:
+            raise Refused("too_many_redirects", target)
+        chain.append(exchange)
+        outcome.redirects.append(target)
 
 
 class Wayback(Archive):
@@ -276,13 +273,11 @@ class Wayback(Archive):
         if status == 404:
             return None
         if status != 200:
-            raise self.refused(status)
+            raise Refused(f"http_{status}")
         try:
             rows = json.loads(response.body() or b"[]")
         except ValueError:
-            from pipeline.fetch.crawler import Refused
-
-            raise Refused("wayback_bad_answer", "CDX answer is not JSON") from None
+                raise Refused("wayback_bad_answer", "CDX answer is not JSON") from None
         if not rows:
             return None
         fields = rows[0]
@@ -290,11 +285,10 @@ class Wayback(Archive):
         for row in rows[1:]:
             record = dict(zip(fields, row, strict=False))
             try:
-                found.append(Found(record["original"], unix_of(record["timestamp"]),
-                                   int(record.get("statuscode") or 0)))
+                found.append(Found(record["original"], unix_of(record["timestamp"])))
             except (KeyError, ValueError):
                 continue
-        return nearest(found, created, self.window_s)
+        return nearest(found, created, self.window_s, _capture_time)
 
     def replay(self, timestamp: str, url: str) -> str:
         return f"{self.cfg.wayback_replay_url}/{timestamp}id_/{url}"
@@ -311,17 +305,15 @@ class Wayback(Archive):
         return (match[1], match[2]) if match else None
 
     async def recover(self, outcome: Outcome, chain: list[HttpExchange], created: float | None) -> None:
-        from pipeline.fetch.crawler import Refused
-
         found = await self.lookup(outcome.url, created)
         if found is None:
-            raise NoSnapshot(self.name)
+            raise Refused(NO_SNAPSHOT)
         target, stamp = found.url, timestamp14(found.timestamp)
         self.check_target(target)
         seen = {target}
         for _ in range(self.cfg.max_redirects + 4):  # + the archive's own hops to the exact capture
             archive_url = self.replay(stamp, target)
-            response = await self.get(archive_url, page=True, cap=self.cfg.max_bytes)
+            response = await self.get(archive_url, page=True)
             exchange = response.exchange
             location = exchange.header("location")
             if exchange.status in REDIRECTS and location:
@@ -331,20 +323,12 @@ class Wayback(Archive):
                 if new_target == target:  # the archive moving us to the capture's exact time
                     stamp = new_stamp
                     continue
-                self.check_target(new_target)
-                if new_target in seen:
-                    raise Refused("redirect_loop", new_target)
-                seen.add(new_target)
-                if len(outcome.redirects) >= self.cfg.max_redirects:
-                    raise Refused("too_many_redirects", new_target)
-                chain.append(self._archived(exchange, target, archive_url, stamp))
-                outcome.redirects.append(new_target)
+                self.hop(outcome, chain, self._archived(exchange, target, archive_url, stamp), new_target,
+                         seen)
                 target, stamp = new_target, new_stamp
                 continue
-            if exchange.status == 404:
-                raise Refused("wayback_http_404", archive_url)
             if not 200 <= exchange.status < 300:
-                raise self.refused(exchange.status)
+                raise Refused(f"http_{exchange.status}", archive_url)
             archived_at = _http_date(exchange.header("memento-datetime")) or unix_of(stamp)
             chain.append(self._archived(exchange, target, archive_url, stamp))
             outcome.final_url, outcome.status = target, exchange.status
@@ -375,8 +359,6 @@ class CommonCrawl(Archive):
                          crawls: list[str] | None = None) -> Found | None:
         """The nearest capture over the crawls, querying them nearest first and stopping once no
         later crawl can be nearer (a crawl's captures lie within about a month of its date)."""
-        from pipeline.fetch.crawler import Refused
-
         order = crawls or self.crawls
         if created is not None:
             order = sorted(order, key=lambda c: abs(crawl_time(c) - created))
@@ -399,38 +381,33 @@ class CommonCrawl(Archive):
             if status == 404:  # "No Captures found"
                 continue
             if status != 200:
-                raise self.refused(status)
+                raise Refused(f"http_{status}")
             found = []
             for line in (response.body() or b"").splitlines():
                 try:
                     record = json.loads(line)
-                    found.append(Found(record["url"], unix_of(record["timestamp"]), int(record["status"]),
-                                       record["filename"], int(record["offset"]), int(record["length"]),
-                                       crawl))
+                    found.append(Found(record["url"], unix_of(record["timestamp"]), record["filename"],
+                                       int(record["offset"]), int(record["length"]), crawl))
                 except (KeyError, ValueError, TypeError):
                     continue
-            pick = nearest(found, created, self.window_s)
+            pick = nearest(found, created, self.window_s, _capture_time)
             if pick is not None and (best is None or created is None
                                      or abs(pick.timestamp - created) < abs(best.timestamp - created)):
                 best = pick
             if best is not None and created is None:
                 break
-        if best is None and not order:
-            raise Refused("commoncrawl_no_crawls")
         return best
 
     async def recover(self, outcome: Outcome, chain: list[HttpExchange], created: float | None) -> None:
-        from pipeline.fetch.crawler import Refused
-
         if self.captures is not None:
             row = self.captures.get(outcome.ord)
             found = None if row is None else Found(
-                row["url"], float(row["captured_at"]), 200, row["warc_filename"], row["warc_offset"],
+                row["url"], float(row["captured_at"]), row["warc_filename"], row["warc_offset"],
                 row["warc_length"], row["crawl"])
         else:
             found = await self.lookup_cdx(outcome.url, created)
         if found is None:
-            raise NoSnapshot(self.name)
+            raise Refused(NO_SNAPSHOT)
         seen = {found.url}
         while True:
             self.check_target(found.url)
@@ -438,14 +415,7 @@ class CommonCrawl(Archive):
             location = exchange.header("location")
             if exchange.status in REDIRECTS and location:
                 target = urljoin(found.url, location.strip()).split("#")[0]
-                self.check_target(target)
-                if target in seen:
-                    raise Refused("redirect_loop", target)
-                seen.add(target)
-                if len(outcome.redirects) >= self.cfg.max_redirects:
-                    raise Refused("too_many_redirects", target)
-                chain.append(exchange)
-                outcome.redirects.append(target)
+                self.hop(outcome, chain, exchange, target, seen)
                 crawls = [found.crawl] if found.crawl else None
                 following = await self.lookup_cdx(target, found.timestamp, crawls)
                 if following is None:
@@ -453,9 +423,8 @@ class CommonCrawl(Archive):
                 found = following
                 continue
             if not 200 <= exchange.status < 300:
-                raise self.refused(exchange.status)
-            kind = exchange.header("content-type")
-            media = kind.split(";")[0].strip().lower() if kind else None
+                raise Refused(f"http_{exchange.status}")
+            media = media_type(exchange.header("content-type"))
             if media is not None and media not in self.cfg.content_types:
                 raise Refused("not_html", media, status=exchange.status, content_type=media, url=found.url)
             chain.append(exchange)
@@ -468,8 +437,6 @@ class CommonCrawl(Archive):
 
     async def record(self, found: Found) -> tuple[HttpExchange, str]:
         """The capture's WARC response record, read with a range request, as an exchange."""
-        from pipeline.fetch.crawler import Refused
-
         assert found.filename is not None and found.offset is not None and found.length is not None
         if found.length > self.cfg.max_bytes + WARC_HEADER_SLACK:
             raise Refused("too_large", f"WARC record of {found.length} bytes")
@@ -480,7 +447,7 @@ class CommonCrawl(Archive):
                                            "Accept-Encoding": "identity"})
         status = response.exchange.status
         if status != 206:
-            raise Refused("commoncrawl_range_ignored" if status == 200 else f"commoncrawl_http_{status}", url)
+            raise Refused("commoncrawl_range_ignored" if status == 200 else f"http_{status}", url)
         member = response.body()
         if len(member) != found.length:
             raise Refused("broken_response", f"{len(member)} of {found.length} bytes")
@@ -493,8 +460,6 @@ def parse_record(member: bytes, max_bytes: int, url: str, found: Found) -> tuple
     The inflated record and the decoded entity are both capped at ``max_bytes`` (and the record's
     headers' slack): a bomb stops there.
     """
-    from pipeline.fetch.crawler import Refused
-
     inflater = zlib.decompressobj(wbits=31)
     try:
         raw = inflater.decompress(member, max_bytes + WARC_HEADER_SLACK)

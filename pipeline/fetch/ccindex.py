@@ -34,7 +34,6 @@ import hashlib
 import heapq
 import itertools
 import math
-import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig, PipelineConfig
+from pipeline.fetch.archive import nearest
 from pipeline.links.rules import UrlError, normalize_url, partition_of
 from pipeline.links.stage import require_links
 from pipeline.paths import StagePaths
@@ -84,7 +84,6 @@ RUN_ROW_GROUP_ROWS = MERGE_BATCH_ROWS
 OUTPUT_ROW_GROUP_ROWS = 16_384
 LINK_CLASSES = tuple(itertools.product((False, True), (False, True)))  # (www host, https)
 _UNIT_PER_S = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-_HIVE_CRAWL = re.compile(r"(?:^|/)crawl=([^/]+)/")
 
 
 # --- pure functions: keys, hosts, the choice of a capture --------------------------------------------
@@ -151,14 +150,8 @@ def choose_capture(created_utc: int | None, captures: Iterable[Capture],
     captures = list(captures)
     if not captures:
         return None, "no_capture"
-    if created_utc is None:
-        return min(captures, key=lambda c: (c.fetch_time, c.warc_filename, c.warc_offset)), "matched"
-    near = [c for c in captures if abs(c.fetch_time - created_utc) <= window_s]
-    if not near:
-        return None, "outside_window"
-    best = min(near, key=lambda c: (abs(c.fetch_time - created_utc), c.fetch_time, c.warc_filename,
-                                    c.warc_offset))
-    return best, "matched"
+    best = nearest(captures, created_utc, window_s, lambda c: (c.fetch_time, c.warc_filename, c.warc_offset))
+    return best, "matched" if best is not None else "outside_window"
 
 
 def join_by_key(links: Iterator[LinkRow], captures: Iterator[Capture]
@@ -466,8 +459,7 @@ class _MapTask:
         if missing:
             raise StageError(f"fetch_ccindex: {file.location} has no column {', '.join(missing)}")
         columns = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
-        hive = _HIVE_CRAWL.search(file.location)
-        crawl = hive.group(1) if hive else file.crawl
+        crawl = file.crawl
         size = self.conf.commoncrawl_join_batch_rows
         batches = parquet.iter_batches(batch_size=size, columns=columns, use_threads=False)
         for batch in self.ctx.progress(batches, -(-parquet.metadata.num_rows // size), "batches"):
@@ -674,6 +666,6 @@ def merge_down(runs: list[Path], scratch: Path, ctx: TaskContext) -> list[Path]:
 
 def ccindex_stages(cfg: PipelineConfig) -> list[Stage]:
     """The join's passes when Common Crawl is an archive and its columnar index is given, else none."""
-    if "commoncrawl" in cfg.fetch.archives() and cfg.fetch.commoncrawl_index:
+    if cfg.fetch.commoncrawl_join():
         return [CCIndexMapStage(cfg), CCIndexReduceStage(cfg)]
     return []

@@ -20,16 +20,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import aiohttp
 
 from pipeline.config import FetchConfig
-from pipeline.fetch.archive import Archive, CommonCrawl, NoSnapshot, Wayback
 from pipeline.fetch.guard import AddressPolicy, BlockedAddress, GuardedResolver, ip_literal
 from pipeline.fetch.warc import HttpExchange, WarcWriter
+
+if TYPE_CHECKING:
+    from pipeline.fetch.archive import Archive
 
 log = logging.getLogger("webtext.fetch")
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
@@ -40,6 +42,7 @@ REDIRECTS = {301, 302, 303, 307, 308}
 UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error", "timeout"}
 Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission time)
 # Failures of an archive's service rather than of the archived page: counted under the archive's name.
+NO_SNAPSHOT = "no_snapshot"  # no archive holds a capture in the window
 SERVICE_FAILURES = {"dns_error", "connection_error", "ssl_error", "timeout", "broken_response",
                     "decode_error", "fetch_error"}
 
@@ -121,8 +124,8 @@ class HostGate:
             yield
 
 
-def media_type(headers: Any) -> str | None:
-    value = headers.get("Content-Type")
+def media_type(value: str | None) -> str | None:
+    """The bare, lowercase media type of a Content-Type value."""
     return value.split(";")[0].strip().lower() or None if value else None
 
 
@@ -152,6 +155,8 @@ class Crawler:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
         self.throttled: Counter[str] = Counter()
         self.archive_failed: set[str] = set()
+        from pipeline.fetch.archive import CommonCrawl, Wayback  # built on this module's requests
+
         self.archives: list[Archive] = [
             Wayback(self, archive_state) if name == "wayback" else CommonCrawl(self, archive_state, captures)
             for name in cfg.archives()]
@@ -229,7 +234,7 @@ class Crawler:
             if self.archives and self.cfg.prefer == "live" and self.is_dead(live.reason):
                 archived = await self._from_archives(ord_, url, created)
                 if archived is None:
-                    live.live_reason, live.reason, live.source = live.reason, "no_snapshot", None
+                    live.live_reason, live.reason, live.source = live.reason, NO_SNAPSHOT, None
                 else:
                     archived[0].live_reason = live.reason
                     result = archived
@@ -255,17 +260,18 @@ class Crawler:
             chain: list[HttpExchange] = []
             try:
                 archive.check_target(url)
-                await self._settle(outcome, archive.recover(outcome, chain, created))
-            except NoSnapshot:
-                continue
             except Refused as refused:  # the link itself may not be fetched from anywhere
                 outcome.reason = refused.reason
                 return outcome, chain
+            await self._settle(outcome, archive.recover(outcome, chain, created))
             if outcome.reason is None:
                 return outcome, chain
+            if outcome.reason == NO_SNAPSHOT:
+                continue
             if outcome.reason in SERVICE_FAILURES or outcome.reason.startswith("http_"):
-                # the archive failed us, not the page: say which archive (its own reasons are already)
-                if archive.name not in self.archive_failed:
+                # the archive failed us, not the page: say which archive
+                unwell = outcome.reason in SERVICE_FAILURES or outcome.reason in ("http_429", "http_503")
+                if unwell and archive.name not in self.archive_failed:
                     self.archive_failed.add(archive.name)
                     log.warning("%s failed with %s (%s); is it reachable? Later failures are counted, "
                                 "not logged", archive.name, outcome.reason, outcome.url)
@@ -274,12 +280,9 @@ class Crawler:
         return failed
 
     async def _settle(self, outcome: Outcome, work: Any) -> None:
-        """Run ``work`` (filling ``outcome``), turning its failure into ``outcome.reason``;
-        ``NoSnapshot`` goes through."""
+        """Run ``work`` (filling ``outcome``), turning its failure into ``outcome.reason``."""
         try:
             await work
-        except NoSnapshot:
-            raise
         except Refused as refused:
             outcome.reason = refused.reason
             if refused.status is not None:  # a response came, and was refused
@@ -313,8 +316,9 @@ class Crawler:
             return
         raise Refused("too_many_redirects", current)
 
-    async def _request_allowed(self, url: str, outcome: Outcome) -> Response:
-        """Check the URL (scheme, credentials, address, robots.txt), then request it with retries."""
+    def check_url(self, url: str) -> tuple[SplitResult, str]:
+        """The URL's parts and lowercase host, or ``Refused``: not http(s), credentials, no host, or
+        an IP literal the guard refuses (a name is checked when it resolves)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise Refused("bad_scheme", parts.scheme)
@@ -326,6 +330,11 @@ class Crawler:
         literal = ip_literal(host)
         if literal is not None and not self.policy.allows(literal):
             raise Refused("blocked_address", host)
+        return parts, host
+
+    async def _request_allowed(self, url: str, outcome: Outcome) -> Response:
+        """Check the URL (scheme, credentials, address, robots.txt), then request it with retries."""
+        parts, host = self.check_url(url)
         if self.cfg.robots and not await self._robots_allow(url, parts):
             raise Refused("robots_disallowed")
         return await self._request_with_retries(url, host, outcome)
@@ -410,7 +419,7 @@ class Crawler:
 
     async def _read(self, resp: aiohttp.ClientResponse, url: str, page: bool, cap: int | None = None,
                     body_if: tuple[int, ...] | None = None) -> Response:
-        kind = media_type(resp.headers)
+        kind = media_type(resp.headers.get("Content-Type"))
         exchange = HttpExchange(
             url=url, method="GET", request_path=resp.request_info.url.raw_path_qs,
             request_headers=list(resp.request_info.headers.items()),

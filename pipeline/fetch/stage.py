@@ -106,7 +106,7 @@ class FetchStage(Stage):
 
     def check_inputs(self) -> None:
         require_links(self.workdir, self.num_tasks, "fetch")
-        if "commoncrawl" in self.conf.archives() and self.conf.commoncrawl_index:
+        if self.conf.commoncrawl_join():
             join = StagePaths(self.workdir, "fetch_ccindex")
             if not join.meta.exists():
                 raise StageError(f"fetch: fetch.commoncrawl_index is set but {join.root} holds no join of "
@@ -136,11 +136,10 @@ class FetchStage(Stage):
             progress.update(outcome)
 
         captures = None
-        if "commoncrawl" in self.conf.archives() and self.conf.commoncrawl_index:
+        if self.conf.commoncrawl_join():
             from pipeline.fetch.ccindex import read_captures
 
             captures = read_captures(self.workdir, ctx.index)
-        throttled: dict[str, int] = {}
 
         async def crawl() -> None:
             async with Crawler(self.conf, warc, on_outcome, self.paths.state / "archive_rate",
@@ -148,7 +147,8 @@ class FetchStage(Stage):
                 try:
                     await crawler.crawl(_by_host(todo))
                 finally:
-                    throttled.update(crawler.throttled)
+                    for name, n in crawler.throttled.items():
+                        ctx.add(f"throttled_{name}", n)
 
         try:
             asyncio.run(crawl())
@@ -157,8 +157,6 @@ class FetchStage(Stage):
             warc.close()
             progress.close()
         self._write_index(ctx, read_journal(journal_path), urls.num_rows)
-        for name, n in throttled.items():
-            ctx.add(f"throttled_{name}", n)
         journal_path.unlink()
 
     def _resume(self, ctx: TaskContext, journal_path: Path) -> dict[int, dict[str, Any]]:

@@ -38,6 +38,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -263,6 +264,7 @@ class FakeArchives:
         self.commoncrawl = {crawl: list(captures) for crawl, captures in (commoncrawl or {}).items()}
         self.ignore_range = False  # answer every file request 200 with the whole file
         self.requests: list[tuple[float, str]] = []  # (time.monotonic(), path with query)
+        self.answered: Counter[str] = Counter()  # answers by status ("200", "206", ...); "HEAD" apart
         self.port = port  # 0: a free one, known once started
         self._lock = threading.Lock()
         self._failures: list[list[Any]] = []  # [prefix, status, remaining, retry_after]
@@ -342,7 +344,13 @@ class FakeArchives:
 
     # --- request handling: each answer is a Reply, sent by _Handler ---
 
-    def answer(self, raw_path: str, range_header: str | None) -> Reply:
+    def answer(self, raw_path: str, range_header: str | None, head: bool = False) -> Reply:
+        reply = self._answer(raw_path, range_header)
+        with self._lock:
+            self.answered["HEAD" if head else str(reply.status)] += 1
+        return reply
+
+    def _answer(self, raw_path: str, range_header: str | None) -> Reply:
         with self._lock:
             self.requests.append((time.monotonic(), raw_path))
             failure = next((f for f in self._failures if raw_path.startswith(f[0]) and f[2] > 0), None)
@@ -508,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(with_body=False)
 
     def _reply(self, with_body: bool) -> None:
-        reply = self.archives.answer(self.path, self.headers.get("Range"))
+        reply = self.archives.answer(self.path, self.headers.get("Range"), head=not with_body)
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)

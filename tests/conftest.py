@@ -13,6 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+# Under pytest-xdist (``make test`` runs two workers on two cores), each worker's torch, and every
+# process a test starts (they inherit the environment), computes on one thread: two workers with a
+# thread per core each oversubscribe the cores, and a tiny training step then takes a second, not
+# milliseconds.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 WORDS = (
     "the a of to and in that is was he for it with as his on be at by i this had not are but from "

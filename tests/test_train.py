@@ -349,15 +349,23 @@ def test_old_checkpoints_are_pruned_but_every_kth_is_kept(tmp_path):
 
 def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, tmp_path, monkeypatch):
     import time
+    import types
 
+    from train import loop
     from train.loop import Ranks, Trainer, run
 
-    pause = 1.0
+    # The loop's clock runs a thousand seconds ahead in each evaluation and checkpoint at step 2, as a
+    # long evaluation or a slow disk would take; the steps take their real time. A clock, not a sleep:
+    # a busy CI machine can make a tiny step take a second, never a thousand.
+    pause = 1000.0
+    ahead = [0.0]
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + ahead[0])
+    monkeypatch.setattr(loop, "time", clock)
 
     def slowed(real):
         def slow(self, *args, **kwargs):
-            if self.step == 2:  # a second each, as a long evaluation or a slow disk would take
-                time.sleep(pause)
+            if self.step == 2:
+                ahead[0] += pause
             return real(self, *args, **kwargs)
         return slow
 
@@ -365,7 +373,8 @@ def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, 
         monkeypatch.setattr(Trainer, name, slowed(getattr(Trainer, name)))
     cfg = in_process_config(data, tmp_path / "run", max_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
     assert run(cfg, Ranks()) == 0
+    assert ahead[0] == 2 * pause  # both ran at step 2
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     seconds = {r["step"]: cfg.total_batch_tokens / r["tokens_per_s"] for r in records if "loss" in r}
     assert sorted(seconds) == [1, 2, 3, 4]
-    assert seconds[3] < pause / 2, seconds  # a tiny step takes milliseconds; the pauses came before it
+    assert seconds[3] < pause / 2, seconds  # the step after them: its own seconds, not the pauses'

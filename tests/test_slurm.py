@@ -188,3 +188,28 @@ def test_dedup_and_publish_on_slurm_equal_local(tmp_path):
     assert kept == {d["id"] for d in docs} - set(expected)
     scripts = list((tmp_path / "slurm" / "logs" / "slurm" / "dedup_cc02").glob("*/*_submission.sh"))
     assert scripts and "#SBATCH --dependency=afterok:" in scripts[0].read_text()
+
+
+def test_common_crawl_index_join_on_slurm_equals_local(tmp_path):
+    """The columnar-index join's two passes as SLURM arrays (the reduce waits on the map with afterok):
+    the same captures as run in this process, byte for byte, and each link's nearest capture."""
+    from pipeline.fetch.ccindex import CCIndexMapStage, CCIndexReduceStage
+    from tests.cc_index import CRAWLS, Synthetic, join_config, run_join, write_index, write_links
+    from tests.test_ccindex import captures_by_url
+
+    syn = Synthetic(hosts=40)
+    for crawl in CRAWLS:
+        write_index(tmp_path / "index", crawl, syn.rows(crawl), rows_per_file=200, row_group_rows=50)
+    configs = {name: join_config(tmp_path / name, tmp_path / "index", commoncrawl_join_buffer_rows=40)
+               for name in ("local", "slurm")}
+    for cfg in configs.values():
+        write_links(cfg, syn.links())
+    run_join(configs["local"])
+    cfg = configs["slurm"]
+    SlurmExecutor(slurm()).run([CCIndexMapStage(cfg), CCIndexReduceStage(cfg)])
+    for stage in ("fetch_ccindex_map", "fetch_ccindex"):
+        outputs = stage_outputs(StagePaths(tmp_path / "local", stage).root)
+        assert outputs and stage_outputs(StagePaths(tmp_path / "slurm", stage).root) == outputs
+    assert captures_by_url(tmp_path / "slurm", cfg.links.partitions) == syn.expected()
+    scripts = list(StagePaths(tmp_path / "slurm", "fetch_ccindex").slurm_logs.glob("*/*_submission.sh"))
+    assert scripts and "#SBATCH --dependency=afterok:" in scripts[0].read_text()

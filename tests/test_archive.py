@@ -10,6 +10,8 @@ refused by the guard itself.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import socket
 import subprocess
 import sys
@@ -22,8 +24,9 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import FetchConfig
 from pipeline.fetch import fetch_urls
-from pipeline.fetch.archive import ArchiveRate, crawl_time, timestamp14, unix_of
-from pipeline.sample.archive import Capture, FakeArchives, timestamp_of
+from pipeline.fetch.archive import ArchiveRate, Found, crawl_time, parse_record, timestamp14, unix_of
+from pipeline.fetch.crawler import Refused
+from pipeline.sample.archive import Capture, FakeArchives, timestamp_of, warc_records
 from tests.conftest import REPO
 from tests.helpers import loopback_site
 
@@ -433,6 +436,77 @@ def test_an_unreachable_archive_is_counted_under_its_name(tmp_path: Path) -> Non
         cfg = config(fa, "wayback", wayback_cdx_url=f"http://gone.test:{DEAD}/cdx", retries=0)
         [row] = fetch_urls([url], cfg, tmp_path, created=CREATED)
     assert row["reason"] == "wayback_connection_error" and row["live_reason"] == "connection_error"
+
+
+# --- an archive answering nonsense ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    b"<!DOCTYPE html><html><body><h1>Wayback Machine is down for maintenance</h1></body></html>",
+    b'{"error": "Too many requests"}',  # JSON, not the rows
+    b"7", b"[1, 2]", b'["urlkey", "timestamp"]',  # not a list of rows
+    b'[["urlkey", "timestamp", "original"], ["x", "not-a-time", "http://a.example/"], [null], 5]',
+    b"[[[]], [1]]",  # a header that cannot name fields
+])
+def test_a_wayback_cdx_answering_nonsense_is_counted_under_its_name(tmp_path: Path, body: bytes) -> None:
+    url = dead("/nonsense")
+    with FakeArchives(wayback=[Capture(url, at(1), body=page("never asked for"))]) as fa:
+        fa.fail_next("/cdx", 200, 1, body=body, content_type="text/html")
+        [row] = fetch_urls([url], config(fa, "wayback"), tmp_path, created=CREATED)
+        assert not requests_to(fa, "/web/")
+    assert row["reason"] == "wayback_bad_answer" and row["live_reason"] == "connection_error"
+
+
+def test_wayback_rows_that_make_no_sense_are_skipped_beside_good_ones(tmp_path: Path) -> None:
+    url = dead("/mixed")
+    good = ["gone,test)/mixed", at(2), url]
+    rows = f'[["urlkey", "timestamp", "original"], ["x", "soon"], 5, {json.dumps(good)}]'.encode()
+    with FakeArchives(wayback=[Capture(url, at(2), body=page("the good row"))]) as fa:
+        fa.fail_next("/cdx", 200, 1, body=rows, content_type="application/json")
+        [row] = fetch_urls([url], config(fa, "wayback"), tmp_path, created=CREATED)
+    assert row["reason"] is None and row["archive_id"] == at(2)
+
+
+def test_a_commoncrawl_index_answering_nonsense_is_counted_under_its_name(tmp_path: Path) -> None:
+    url = dead("/nonsense")
+    page_ = b"<html><body>Please slow down</body></html>\n<p>and try again</p>\n"
+    with FakeArchives(commoncrawl={CRAWL_B: [Capture(url, at(20), body=page("never asked for"))]}) as fa:
+        fa.fail_next(f"/{CRAWL_B}-index", 200, 1, body=page_, content_type="text/html")
+        cfg = config(fa, "commoncrawl", commoncrawl_crawls=[CRAWL_B])
+        [row] = fetch_urls([url], cfg, tmp_path, created=CREATED)
+    assert row["reason"] == "commoncrawl_bad_answer"
+
+
+def record_of(capture: Capture) -> tuple[bytes, Found]:
+    """A capture's WARC response record (one gzip member) and what the index says of it."""
+    member = warc_records(capture)[1]
+    return member, Found(capture.url, unix_of(capture.timestamp), "crawl-data/x.warc.gz", 0, len(member))
+
+
+def test_a_warc_record_that_is_not_one_is_a_broken_response() -> None:
+    member, found = record_of(Capture("https://a.example/", at(0), body=page("fine")))
+    exchange, record_id = parse_record(member, 1 << 20, "u", found)
+    assert exchange.status == 200 and exchange.body == page("fine") and record_id.startswith("<urn:uuid:")
+    request = warc_records(Capture("https://a.example/", at(0)))[0]
+    for garbage, detail in [(b"<html>not gzip</html>", "not a gzip member"),
+                            (gzip.compress(b"HTTP/1.1 200 OK\r\n\r\nhello"), ""),
+                            (gzip.compress(b""), "no WARC record"),
+                            (request, "a request record, not a response"),
+                            (member[: len(member) // 2], "")]:
+        with pytest.raises(Refused) as refused:
+            parse_record(garbage, 1 << 20, "u", found)
+        assert refused.value.reason == "broken_response" and detail in str(refused.value)
+
+
+def test_a_warc_record_past_the_byte_cap_is_too_large() -> None:
+    body = b"<html><body>" + b"a" * 300_000 + b"</body></html>"
+    member, found = record_of(Capture("https://a.example/", at(0), body=body))
+    assert len(member) < 5_000, "it compresses"  # a bomb: small on the wire, large inflated
+    for cap in (100_000, 280_000):  # the record inflates past the cap; its body does
+        with pytest.raises(Refused) as refused:
+            parse_record(member, cap, "u", found)
+        assert refused.value.reason == "too_large"
+    assert parse_record(member, 400_000, "u", found)[0].body == body
 
 
 def test_a_host_whose_robots_txt_never_answers_is_dead_and_recovered(tmp_path: Path) -> None:

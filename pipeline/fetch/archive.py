@@ -277,17 +277,18 @@ class Wayback(Archive):
         try:
             rows = json.loads(response.body() or b"[]")
         except ValueError:
-                raise Refused("wayback_bad_answer", "CDX answer is not JSON") from None
-        if not rows:
-            return None
-        fields = rows[0]
+            raise Refused("bad_answer", "CDX answer is not JSON") from None
+        if not isinstance(rows, list) or (rows and not isinstance(rows[0], list)):
+            raise Refused("bad_answer", "CDX answer is not a list of rows")
         found = []
-        for row in rows[1:]:
-            record = dict(zip(fields, row, strict=False))
+        for row in rows[1:]:  # the first row names the fields
             try:
-                found.append(Found(record["original"], unix_of(record["timestamp"])))
-            except (KeyError, ValueError):
+                record = dict(zip(rows[0], row, strict=False))
+                found.append(Found(str(record["original"]), unix_of(record["timestamp"])))
+            except (KeyError, ValueError, TypeError):
                 continue
+        if len(rows) > 1 and not found:
+            raise Refused("bad_answer", f"none of {len(rows) - 1} CDX rows has a URL and a timestamp")
         return nearest(found, created, self.window_s, _capture_time)
 
     def replay(self, timestamp: str, url: str) -> str:
@@ -382,14 +383,17 @@ class CommonCrawl(Archive):
                 continue
             if status != 200:
                 raise Refused(f"http_{status}")
-            found = []
-            for line in (response.body() or b"").splitlines():
+            found, lines = [], [line for line in (response.body() or b"").splitlines() if line.strip()]
+            for line in lines:  # one JSON object per line
                 try:
                     record = json.loads(line)
-                    found.append(Found(record["url"], unix_of(record["timestamp"]), record["filename"],
-                                       int(record["offset"]), int(record["length"]), crawl))
+                    found.append(Found(str(record["url"]), unix_of(record["timestamp"]),
+                                       str(record["filename"]), int(record["offset"]), int(record["length"]),
+                                       crawl))
                 except (KeyError, ValueError, TypeError):
                     continue
+            if lines and not found:
+                raise Refused("bad_answer", f"none of {len(lines)} CDX lines of {crawl} is a capture")
             pick = nearest(found, created, self.window_s, _capture_time)
             if pick is not None and (best is None or created is None
                                      or abs(pick.timestamp - created) < abs(best.timestamp - created)):

@@ -44,7 +44,7 @@ Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission 
 # Failures of an archive's service rather than of the archived page: counted under the archive's name.
 NO_SNAPSHOT = "no_snapshot"  # no archive holds a capture in the window
 SERVICE_FAILURES = {"dns_error", "connection_error", "ssl_error", "timeout", "broken_response",
-                    "decode_error", "fetch_error"}
+                    "decode_error", "fetch_error", "bad_answer"}
 
 
 class Refused(Exception):

@@ -267,7 +267,7 @@ class FakeArchives:
         self.answered: Counter[str] = Counter()  # answers by status ("200", "206", ...); "HEAD" apart
         self.port = port  # 0: a free one, known once started
         self._lock = threading.Lock()
-        self._failures: list[list[Any]] = []  # [prefix, status, remaining, retry_after]
+        self._failures: list[list[Any]] = []  # [prefix, status, remaining, retry_after, body, type]
         self._files: dict[str, bytes] = {}
         self._cc_rows: dict[str, list[dict]] = {}
         self._wayback_rows: list[dict] = []
@@ -302,10 +302,12 @@ class FakeArchives:
         """Serve ``data`` at ``/<path>``, with Range support."""
         self._files[path.lstrip("/")] = data
 
-    def fail_next(self, prefix: str, status: int, count: int, retry_after: str | None = None) -> None:
-        """The next ``count`` requests whose path starts with ``prefix`` answer ``status``."""
+    def fail_next(self, prefix: str, status: int, count: int, retry_after: str | None = None,
+                  body: bytes | None = None, content_type: str = "text/plain") -> None:
+        """The next ``count`` requests whose path starts with ``prefix`` answer ``status`` (with
+        ``body``, the status's phrase by default): an archive unwell, or answering nonsense."""
         with self._lock:
-            self._failures.append([prefix, status, count, retry_after])
+            self._failures.append([prefix, status, count, retry_after, body, content_type])
 
     def cc_index_rows(self, crawl: str) -> list[dict]:
         """The crawl's captures as rows of the columnar index (``CC_INDEX_SCHEMA``), in SURT order."""
@@ -357,8 +359,11 @@ class FakeArchives:
             if failure:
                 failure[2] -= 1
         if failure:
-            headers = [("Retry-After", failure[3])] if failure[3] is not None else []
-            return Reply(failure[1], HTTPStatus(failure[1]).phrase.encode(), headers)
+            _, status, _, retry_after, body, content_type = failure
+            headers = [("Content-Type", content_type)]
+            if retry_after is not None:
+                headers.append(("Retry-After", retry_after))
+            return Reply(status, HTTPStatus(status).phrase.encode() if body is None else body, headers)
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query, keep_blank_values=True)
         try:

@@ -58,9 +58,10 @@ def build(root: Path, scale: int) -> dict[str, Any]:
     for crawl in CRAWLS:
         write_index(root / "index", crawl, syn.rows(crawl), rows_per_file=100_000, row_group_rows=10_000)
     cfg = join_config(root / "work", root / "index", **JOIN)
-    write_links(cfg, syn.links())
+    links = syn.links()
+    write_links(cfg, links)
     return {"workdir": str(root / "work"), "index": str(root / "index"), "crawls": list(CRAWLS),
-            "partitions": cfg.links.partitions, "links": len(syn.links()),
+            "partitions": cfg.links.partitions, "links": len(links),
             "expected": syn.reasons().get("matched", 0)}
 
 
@@ -115,12 +116,6 @@ def baseline(spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "seconds": seconds, "matched": nearest.num_rows}
 
 
-def peak_rss_bytes() -> int:
-    from tests.cc_index import peak_rss_bytes as vmhwm
-
-    return vmhwm()
-
-
 def in_child(side: str, spec: dict[str, Any]) -> dict[str, Any]:
     """One run of ``side`` in a fresh interpreter: its figures and its peak RSS."""
     child = subprocess.run([sys.executable, __file__, "--child", side, json.dumps(spec)], cwd=ROOT,
@@ -161,6 +156,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        from tests.cc_index import peak_rss_bytes
+
         side, spec = args.child
         result = (ours if side == "ours" else baseline)(json.loads(spec))
         print(json.dumps({**result, "peak_rss_bytes": peak_rss_bytes()}))

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -29,20 +28,14 @@ from pipeline.fetch.crawler import Refused
 from pipeline.sample.archive import Capture, FakeArchives, timestamp_of, warc_records
 from tests.conftest import REPO
 from tests.helpers import loopback_site
+from tests.web_server import refused_url
 
 DAY = 86400
 CREATED = 1_400_000_000  # 2014-05-13: the submission time of every link here
 CRAWL_A, CRAWL_B = "CC-MAIN-2014-15", "CC-MAIN-2014-23"  # early April, early June 2014
 
 
-def closed_port() -> int:
-    """A port nothing listens on: connecting is refused at once (a dead site)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-DEAD = closed_port()
+DEAD = urlsplit(refused_url("127.0.0.1")).port  # nothing listens: connecting is refused at once
 
 
 def dead(path: str, host: str = "gone.test") -> str:

@@ -149,7 +149,6 @@ def test_links_map_reduce_on_slurm_equals_local(tmp_path):
 
 
 def test_plain_sbatch_script_runs_the_pipeline(tmp_path):
-
     from tests.conftest import REPO
 
     make_corpus(tmp_path / "corpus", docs=60, row_group_size=10, seed=8)

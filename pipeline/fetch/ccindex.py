@@ -350,6 +350,11 @@ def open_index(file: IndexFile, fs: Any) -> Iterator[pq.ParquetFile]:
         yield stack.enter_context(pq.ParquetFile(source, buffer_size=READ_BUFFER_BYTES))
 
 
+def content_types(conf: FetchConfig) -> list[str]:
+    """The media types a capture may have: ``fetch.content_types``, bare and lowercase, sorted."""
+    return sorted({t.strip().lower() for t in conf.content_types})
+
+
 def epoch_seconds(column: pa.Array) -> pa.Array:
     """``fetch_time`` in unix seconds: a timestamp of any unit (INT96 reads as ns), or seconds."""
     if pa.types.is_timestamp(column.type):
@@ -369,17 +374,13 @@ class _JoinPass(Stage):
     def conf(self) -> FetchConfig:
         return self.cfg.fetch
 
-    @property
-    def links(self) -> StagePaths:
-        return StagePaths(self.workdir, "links")
-
     def join_config(self) -> dict[str, Any]:
         """What determines the map's runs (the reduce adds the window)."""
         conf, index = self.conf, self.conf.commoncrawl_index
         config = {
             "crawls": list(conf.commoncrawl_crawls),
             "index": index if index in ("", REMOTE) else str(Path(index).resolve()),
-            "content_types": sorted({t.strip().lower() for t in conf.content_types}),
+            "content_types": content_types(conf),
             "partitions": self.cfg.links.partitions,
             "tracking_params": list(self.cfg.links.tracking_params),
         }
@@ -448,7 +449,7 @@ class _MapTask:
         self.conf = stage.conf
         self.partitions = stage.cfg.links.partitions
         self.tracking = tuple(stage.cfg.links.tracking_params)
-        self.types = pa.array(sorted({t.strip().lower() for t in self.conf.content_types}), pa.string())
+        self.types = pa.array(content_types(self.conf), pa.string())
         self.held: list[pa.RecordBatch] = []
         self.held_rows = 0
         self.runs = 0

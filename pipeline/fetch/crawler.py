@@ -41,8 +41,8 @@ REDIRECTS = {301, 302, 303, 307, 308}
 # when fetch.archive is on), not robots_unavailable.
 UNREACHABLE = {"blocked_address", "dns_error", "connection_error", "ssl_error", "timeout"}
 Item = tuple[int, str, "float | None"]  # a URL to fetch: (ord, url, submission time)
-# Failures of an archive's service rather than of the archived page: counted under the archive's name.
 NO_SNAPSHOT = "no_snapshot"  # no archive holds a capture in the window
+# Failures of an archive's service rather than of the archived page: counted under the archive's name.
 SERVICE_FAILURES = {"dns_error", "connection_error", "ssl_error", "timeout", "broken_response",
                     "decode_error", "fetch_error", "bad_answer"}
 

@@ -285,6 +285,13 @@ def test_retry_after_beyond_the_limit_fails_at_once(server: WebServer, tmp_path:
 
 
 @pytest.mark.timeout(20)
+def test_a_retry_after_that_is_no_time_means_the_backoff(server: WebServer, tmp_path: Path) -> None:
+    [row] = crawl([server.url("/flaky/429/soon?retry_after=soon")], tmp_path)  # backoff 0.05 s
+    assert_kept(row, page_html("soon"))
+    assert row["attempts"] == 2
+
+
+@pytest.mark.timeout(20)
 def test_503_exhausts_retries_with_doubling_backoff(server: WebServer, tmp_path: Path) -> None:
     [row] = crawl([server.url("/status/503")], tmp_path, retries=2, retry_backoff_s=0.1)
     assert (row["reason"], row["status"], row["attempts"]) == ("http_503", 503, 3)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import fcntl
 import io
 import json
@@ -43,7 +42,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.fetch.crawler import NO_SNAPSHOT, REDIRECTS, Crawler, Outcome, Refused, media_type
+from pipeline.fetch.crawler import NO_SNAPSHOT, REDIRECTS, Crawler, Outcome, Refused, http_date, media_type
 from pipeline.fetch.warc import HttpExchange
 
 log = logging.getLogger("webtext.fetch.archive")
@@ -81,15 +80,6 @@ def crawl_time(crawl: str) -> float:
         return dt.datetime.fromisocalendar(year, int(part), 1).replace(tzinfo=dt.timezone.utc).timestamp()
     return (dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc).timestamp()
             + dt.datetime(int(part) + 1, 1, 1, tzinfo=dt.timezone.utc).timestamp()) / 2
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 def _iso_date(value: str | None) -> float | None:
@@ -330,7 +320,7 @@ class Wayback(Archive):
                 continue
             if not 200 <= exchange.status < 300:
                 raise Refused(f"http_{exchange.status}", archive_url)
-            archived_at = _http_date(exchange.header("memento-datetime")) or unix_of(stamp)
+            archived_at = http_date(exchange.header("memento-datetime")) or unix_of(stamp)
             chain.append(self._archived(exchange, target, archive_url, stamp))
             outcome.final_url, outcome.status = target, exchange.status
             outcome.content_type, outcome.bytes = response.media_type, response.decoded_bytes
@@ -341,7 +331,7 @@ class Wayback(Archive):
     def _archived(self, exchange: HttpExchange, target: str, archive_url: str, stamp: str) -> HttpExchange:
         exchange.url = target
         exchange.record_request = False  # the request went to the archive, not to ``target``
-        exchange.warc_date = _iso(_http_date(exchange.header("memento-datetime")) or unix_of(stamp))
+        exchange.warc_date = _iso(http_date(exchange.header("memento-datetime")) or unix_of(stamp))
         exchange.warc_extra = [("WARC-Archive-Source", self.name), ("WARC-Archive-URI", archive_url),
                                ("WARC-Archive-Timestamp", stamp)]
         return exchange

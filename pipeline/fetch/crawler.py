@@ -124,6 +124,16 @@ class HostGate:
             yield
 
 
+def http_date(value: str | None) -> float | None:
+    """Unix seconds of an HTTP date (Retry-After, Memento-Datetime); None when it is not one."""
+    if not value or not value.strip():
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def media_type(value: str | None) -> str | None:
     """The bare, lowercase media type of a Content-Type value."""
     return value.split(";")[0].strip().lower() or None if value else None
@@ -378,9 +388,9 @@ class Crawler:
             return default
         try:
             wait = float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value.strip() else None
-            wait = when.timestamp() - time.time() if when is not None else default
+        except ValueError:  # an HTTP date, or nonsense: the backoff
+            when = http_date(value)
+            wait = when - time.time() if when is not None else default
         if wait > self.cfg.max_retry_after_s:
             status = response.exchange.status
             raise Refused(f"http_{status}", f"Retry-After {value} too long", status=status,

@@ -17,6 +17,10 @@ set -euo pipefail
 
 # ---- layout (all fixed paths, so stop/status find what start created) -------
 SLURM_CONF=/etc/slurm/slurm.conf
+GRES_CONF=/etc/slurm/gres.conf
+# Generic GPUs, so GPU job lines (--gpus-per-node, --gres=gpu:N, --gpus) run as on a GPU cluster:
+# SLURM hands out these device files and sets CUDA_VISIBLE_DEVICES; there is no GPU behind them.
+FAKE_GPUS=${FAKE_GPUS:-2}
 CTLD_STATE=/var/spool/slurmctld
 SLURMD_SPOOL=/var/spool/slurmd
 SLURM_LOG_DIR=/var/log/slurm
@@ -140,8 +144,27 @@ start_munge() {
   munge -n | unmunge >/dev/null
 }
 
+# make_fake_gpus: /dev/fakegpu0..N-1, character devices like /dev/null (slurmd only checks that
+# gres.conf's File= exists; a gres.conf with Count= and no File= makes it report 0 and drain the node).
+make_fake_gpus() {
+  local i
+  for ((i = 0; i < FAKE_GPUS; i++)); do
+    [[ -e /dev/fakegpu$i ]] || mknod "/dev/fakegpu$i" c 1 3
+  done
+}
+
+# install_if_changed TMP DEST: put TMP in place unless DEST already has the same text; true if changed.
+install_if_changed() {
+  if cmp -s "$1" "$2"; then
+    rm -f "$1"
+    return 1
+  fi
+  install -m 0644 "$1" "$2"
+  rm -f "$1"
+}
+
 write_config() {
-  local cpus mem_mib real_mem def_mem tmp
+  local cpus mem_mib real_mem def_mem tmp changed=1
   cpus=$(nproc)
   mem_mib=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
   # Leave a margin: if RealMemory exceeds what slurmd measures the node gets
@@ -190,16 +213,15 @@ InactiveLimit=0
 KillWait=5
 MinJobAge=300
 SchedulerParameters=sched_interval=1,bf_interval=5
-NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${real_mem} State=UNKNOWN
+GresTypes=gpu
+NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${real_mem} Gres=gpu:${FAKE_GPUS} State=UNKNOWN
 PartitionName=${PARTITION} Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 EOF
-  if cmp -s "$tmp" "$SLURM_CONF"; then
-    rm -f "$tmp"
-    return 1 # unchanged
-  fi
-  install -m 0644 "$tmp" "$SLURM_CONF"
-  rm -f "$tmp"
-  return 0 # changed
+  install_if_changed "$tmp" "$SLURM_CONF" && changed=0
+  tmp=$(mktemp)
+  echo "NodeName=${NODE} Name=gpu File=/dev/fakegpu[0-$((FAKE_GPUS - 1))]" >"$tmp"
+  install_if_changed "$tmp" "$GRES_CONF" && changed=0
+  return $changed # 0: changed, the daemons must restart
 }
 
 wait_for_node() {
@@ -222,19 +244,19 @@ wait_for_node() {
 
 cmd_start() {
   need_root
-  # Fast path: already up, do not touch anything.
-  if [[ -f $SLURM_CONF ]] && all_daemons_alive && node_up; then
-    log "already running: $(sinfo -h -o '%P %t %D node(s) %C cpus(A/I/O/T)' | head -n1)"
-    return 0
-  fi
   local t0=$SECONDS
   install_packages
-  start_munge
+  make_fake_gpus
   if write_config; then
-    # New/changed config: daemons still running the old one must restart.
+    # New/changed config (a cluster started by an older version of this script too): daemons still
+    # running the old one must restart.
     kill_daemon "$SLURMD_PID" slurmd
     kill_daemon "$CTLD_PID" slurmctld
+  elif all_daemons_alive && node_up; then # fast path: already up with this config
+    log "already running: $(sinfo -h -o '%P %t %D node(s) %C cpus(A/I/O/T) %G' | head -n1)"
+    return 0
   fi
+  start_munge
   if ! pid_alive "$CTLD_PID" slurmctld; then
     rm -f "$CTLD_PID"
     # Daemonizes itself; non-zero exit means it failed during startup.
@@ -249,7 +271,7 @@ cmd_start() {
     show_logs
     exit 1
   fi
-  log "up in $((SECONDS - t0))s: $(sinfo -h -o '%P %t %D node(s) %C cpus(A/I/O/T)' | head -n1)"
+  log "up in $((SECONDS - t0))s: $(sinfo -h -o '%P %t %D node(s) %C cpus(A/I/O/T) %G' | head -n1)"
 }
 
 cmd_stop() {

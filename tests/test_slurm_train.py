@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,13 @@ from tests.test_train import clean, command, data, final_weights, losses  # noqa
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
+def threads_as_clean(env: dict[str, str]) -> dict[str, str]:
+    """The CPU threads of the ``clean`` run (this process's environment, or torch's default of one
+    per core), which train.sbatch keeps when the environment sets them: bit-identical comparisons
+    need the same reduction order, so the same thread count."""
+    return {**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))}
+
+
 def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # noqa: F811
     out = tmp_path / "sbatch"
     overrides = command(data, out)[3:]
@@ -25,7 +33,7 @@ def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # no
                               tmp_path / "job.log", cwd=REPO)
     log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
     assert status == 0, log
-    assert "2 node(s) x 1 rank(s)" in log and "training finished" in log
+    assert "2 node(s) x 1 rank(s) (0 GPU(s) per node)" in log and "training finished" in log
     assert "requeuing" not in log, "a job that ends normally does not requeue"
     expected = losses(clean)
     got = losses(out)
@@ -33,6 +41,86 @@ def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # no
     for step, loss in got.items():
         assert loss == pytest.approx(expected[step], abs=1e-5), step
     assert (out / "checkpoints" / "step_0000012" / "rng_rank_1.pt").exists()
+
+
+@pytest.mark.parametrize("gpus", ["--gpus-per-node=2", "--gres=gpu:2", "--gpus=2"])
+def test_ranks_follow_the_gpus_slurm_gave_however_asked(gpus, data, clean, tmp_path):  # noqa: F811
+    """The local cluster's two generic GPUs (slurm/local-cluster.sh; no GPU behind them, so
+    device=cpu): one rank per GPU on the node, CPU threads per rank from the CPUs per task, and the
+    two ranks train like one process with the matching accumulation."""
+    out, log = tmp_path / "run", tmp_path / "job.log"
+    cpus = 1 if gpus.startswith("--gres") else 2  # one CPU for two ranks: the preflight's warning
+    _, status = run_batch_job([gpus, f"--cpus-per-task={cpus}", "--mem=2G", f"--output={log}",
+                               "slurm/train.sbatch", *command(data, out, "device=cpu")[3:]], log, cwd=REPO)
+    text = log.read_text() if log.exists() else ""
+    assert status == 0, text
+    threads = "1 CPU thread(s) per rank"
+    assert f"1 node(s) x 2 rank(s) (2 GPU(s) per node), {threads}" in text, text
+    warned = "2 ranks per node share 1 CPU(s)" in text and "--cpus-per-task=2" in text
+    assert warned == (cpus == 1), text
+    for step, loss in losses(out).items():
+        assert loss == pytest.approx(losses(clean)[step], abs=1e-5), step
+    assert sorted(losses(out)) == list(range(1, 13))
+    assert (out / "checkpoints" / "step_0000012" / "rng_rank_1.pt").exists(), "a run of two ranks"
+
+
+def test_a_gpu_sized_model_without_a_gpu_stops_at_the_preflight(data, tmp_path):  # noqa: F811
+    """README's line as a new user types it, with no GPU asked for: the job ends within a minute,
+    saying what to ask for, instead of training gpt2 on one CPU core for the whole allocation."""
+    out, log = tmp_path / "run", tmp_path / "job.log"
+    started = time.monotonic()
+    _, status = run_batch_job(["--mem=2G", f"--output={log}", "slurm/train.sbatch", "model=gpt2",
+                               f"data.dir={data}", f"out_dir={out}"], log, limit_s=120, cwd=REPO)
+    took = time.monotonic() - started
+    text = log.read_text()
+    assert status == 1 and took < 60, (took, text)
+    assert "would train on the CPU" in text and "--gpus-per-node" in text and "device=cpu" in text, text
+    assert "preflight failed (above): not starting" in text and "requeuing" not in text
+    assert not out.exists(), "nothing was trained or written"
+
+
+def burn_job_ids(until_id: int) -> None:
+    """Submit (held) and cancel throwaway jobs until the next job id is ``until_id``."""
+    while True:
+        got = subprocess.run(["sbatch", "--parsable", "--hold", "--mem=10M", "--wrap", "true"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        subprocess.run(["scancel", got], timeout=60, check=True)
+        if int(got) >= until_id - 1:
+            return
+
+
+def test_two_jobs_sharing_a_node_whose_ids_collide_mod_1000_rendezvous_apart(data, clean, tmp_path):  # noqa: F811
+    """Jobs N and N + 1000 on one node, both running at once: the old port, 29500 + id mod 1000, was
+    the same for both. Each now takes a port free on its first node, and both train exactly."""
+    gates, logs, outs, jobs = [], [], [], []
+    try:
+        for k in range(2):
+            if k:
+                burn_job_ids(int(jobs[0]) + 1000)
+            gate = TaskGate(tmp_path / f"gate{k}", hold=("train_step",))
+            log, out = tmp_path / f"job{k}.log", tmp_path / f"run{k}"
+            submitted = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=1", "--mem=2G",
+                                        f"--output={log}", "slurm/train.sbatch", *command(data, out)[3:]],
+                                       cwd=REPO, capture_output=True, text=True, timeout=120,
+                                       env=threads_as_clean(gate.env()))
+            assert submitted.returncode == 0, submitted.stderr
+            gates.append(gate), logs.append(log), outs.append(out), jobs.append(submitted.stdout.strip())
+        assert int(jobs[1]) - int(jobs[0]) == 1000, jobs
+        for gate, log in zip(gates, logs, strict=True):  # both at their first step: running together
+            until(lambda g=gate: 0 in g.started("train_step"), log)
+        for gate in gates:
+            gate.open("train_step")
+        for job, log in zip(jobs, logs, strict=True):
+            until(lambda j=job: job_state(j) == "", log)
+    finally:
+        subprocess.run(["scancel", *jobs], timeout=60)
+    ports = []
+    for log, out in zip(logs, outs, strict=True):
+        text = log.read_text()
+        assert "training finished" in text, text
+        ports.append(text.split("rendezvous ")[1].split()[0].rsplit(":", 1)[1])
+        assert losses(out) == losses(clean)
+    assert ports[0] != ports[1], ports
 
 
 def node_state() -> str:
@@ -70,7 +158,8 @@ def test_preempted_twice_checkpoints_requeues_and_resumes_exactly(data, clean, t
     gate.release("train_step", *range(6))
     submitted = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=1", "--mem=2G", f"--output={log}",
                                 "slurm/train.sbatch", *command(data, out)[3:]],
-                               cwd=REPO, capture_output=True, text=True, timeout=120, env=gate.env())
+                               cwd=REPO, capture_output=True, text=True, timeout=120,
+                               env=threads_as_clean(gate.env()))
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
     try:
@@ -97,9 +186,7 @@ def test_a_submitit_sweep_runs_one_ddp_job_per_combination_each_in_its_own_out_d
 
     out = tmp_path / "runs"
     overrides = [o for o in command(data, out)[3:] if not o.startswith(("optim.max_lr", "max_steps"))]
-    sweep = subprocess.run([sys.executable, "-m", "train", "-m", "hydra/launcher=slurm",
-                            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mem_gb=2",
-                            "hydra.launcher.tasks_per_node=2", *overrides,
+    sweep = subprocess.run([*sweep_command(tmp_path / "sweep"), *overrides, "device=cpu",
                             "max_steps=4", "optim.max_lr=3e-3,1e-2"],
                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
@@ -119,6 +206,53 @@ def test_a_submitit_sweep_runs_one_ddp_job_per_combination_each_in_its_own_out_d
     assert alone.returncode == 0, alone.stderr
     for step, loss in losses(tmp_path / "alone").items():
         assert rates[1e-2][step] == pytest.approx(loss, abs=1e-5), step
+
+
+def sweep_command(folder: Path) -> list[str]:
+    """The README's sweep line on the local cluster: the launcher's GPU defaults (one task per GPU)
+    with the cluster's two generic GPUs, sized to its two CPUs and memory."""
+    return [sys.executable, "-m", "train", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={folder}",
+            "hydra.launcher.gpus_per_node=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
+
+
+def test_a_sweep_job_signalled_before_its_time_limit_checkpoints_requeues_and_resumes(data, clean,  # noqa: F811
+                                                                                     tmp_path):
+    """What SLURM does to a sweep's job 120 s before its time limit: USR2 to every task (submitit's
+    ``--signal=USR2@120``). The trainer finishes the step, checkpoints, and submitit requeues the job
+    through the launcher; the requeued job resumes from that step. Its two ranks' losses equal the
+    uninterrupted single process's (1e-5), no step missing or repeated."""
+    out, gate = tmp_path / "runs", TaskGate(tmp_path / "gate", hold=("train_step",))
+    gate.release("train_step", *range(6))
+    sweep = subprocess.Popen([*sweep_command(tmp_path / "sweep"), *command(data, out)[3:], "device=cpu"],
+                             cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=threads_as_clean(gate.env()))
+    log = tmp_path / "sweep" / "job.log"  # (until() shows it on a failure: the jobs' logs, gathered)
+    try:
+        until(lambda: 6 in gate.started("train_step"), log)
+        job = next((tmp_path / "sweep" / ".submitit").glob("[0-9]*")).name
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
+        step = 6
+        while job_state(job) not in ("PENDING", "REQUEUED"):
+            gate.release("train_step", step)  # steps one at a time: the stop cannot slip by unseen
+            until(lambda s=step: s + 1 in gate.started("train_step") or job_state(job) != "RUNNING", log)
+            step += 1
+        until(lambda: job_state(job) == "PENDING" and node_state() == "idle", log)
+        requeued = time.time()  # slurmd's rule on a requeued job's credential: a whole second newer
+        until(lambda: time.time() >= requeued + 2, log)
+        gate.open("train_step")
+        subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True, timeout=60)
+        printed = sweep.communicate(timeout=600)[0]
+    finally:
+        sweep.kill()
+    logs = "".join(p.read_text() for p in sorted((tmp_path / "sweep" / ".submitit").rglob("*_0_log.*")))
+    assert sweep.returncode == 0, printed[-3000:] + logs[-3000:]
+    assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs, logs[-3000:]
+    checkpointed = int(logs.split("stopped by SIGUSR2 after step ")[1].split(";")[0])
+    assert 6 <= checkpointed < 12 and f"resumed from {out / '0' / 'checkpoints'}" in logs, logs[-3000:]
+    got, expected = losses(out / "0"), losses(clean)
+    assert sorted(got) == list(range(1, 13)), "no step missing or repeated"
+    for step, loss in got.items():
+        assert loss == pytest.approx(expected[step], abs=1e-5), step
 
 
 def test_pipeline_then_training_from_a_sample_dump_to_a_checkpoint(tmp_path):

@@ -17,8 +17,10 @@ import torch.distributed as dist
 from omegaconf import DictConfig
 
 from pipeline.schema import load
+from train import preflight
 from train.config import TrainConfig, register
 from train.loop import TrainingError, run, setup_distributed
+from train.preflight import PreflightError
 
 log = logging.getLogger("webtext.train")
 register()
@@ -28,12 +30,13 @@ register()
 def main(raw: DictConfig) -> None:
     cfg = load(raw, TrainConfig)
     cfg.out_dir = job_out_dir(cfg.out_dir)
-    ranks = setup_distributed("cuda" if cfg.device in ("cuda", "auto") and _cuda() else "cpu")
-    if not ranks.main:
-        logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
     try:
+        preflight.verify(cfg)  # before any allocation time goes to a run that cannot work
+        ranks = setup_distributed("cuda" if cfg.device in ("cuda", "auto") and _cuda() else "cpu")
+        if not ranks.main:
+            logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
         status = run(cfg, ranks)
-    except (TrainingError, FileNotFoundError, ValueError) as err:
+    except (TrainingError, PreflightError, FileNotFoundError, ValueError) as err:
         if in_sweep():
             raise  # submitit reports a job's exception to the sweep; an exit status it cannot see
         log.error("%s", err)
@@ -41,9 +44,7 @@ def main(raw: DictConfig) -> None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if status and in_sweep():
-        raise TrainingError(f"stopped with status {status}; rerun the sweep to resume it")
-    if status:  # (a sweep's job returns normally: submitit would take SystemExit(0) for a failure)
+    if status:  # a signal's stop, checkpointed (a sweep's job: SLURM requeues or ends it; no result yet)
         sys.exit(status)
 
 

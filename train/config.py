@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from model.config import GPTConfig
 from pipeline.schema import ConfigError, param
@@ -92,6 +93,9 @@ class TrainConfig:
 
 
 def register() -> None:
+    # ${python:} in conf/: this interpreter, which the sweep's SLURM jobs run too (submitit starts
+    # them with it), for the launcher's setup line
+    OmegaConf.register_new_resolver("python", lambda: sys.executable, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="model", name="gpt_schema", node=GPTConfig)

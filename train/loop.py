@@ -76,9 +76,11 @@ def from_slurm_tasks() -> None:
 
     first = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
                            capture_output=True, text=True, check=True).stdout.split()[0]
+    # The port: the one the launcher's setup line found free on the first node (conf/hydra/launcher/
+    # slurm.yaml); one derived from the job id only where a launcher config has no such line.
+    port = os.environ.get("MASTER_PORT") or str(30500 + int(os.environ["SLURM_JOB_ID"]) % 1000)
     os.environ.update(RANK=os.environ["SLURM_PROCID"], WORLD_SIZE=os.environ["SLURM_NTASKS"],
-                      LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"), MASTER_ADDR=first,
-                      MASTER_PORT=str(30500 + int(os.environ["SLURM_JOB_ID"]) % 1000))
+                      LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"), MASTER_ADDR=first, MASTER_PORT=port)
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -113,15 +115,35 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.
 
 
 class StopRequested:
-    """SIGUSR1 or SIGTERM: finish the step, checkpoint, exit with 128 + the signal's number."""
+    """SIGUSR1, SIGUSR2 or SIGTERM: finish the step, checkpoint, exit with 128 + the signal's number.
+
+    USR1 is what slurm/train.sbatch forwards before the time limit; USR2 is what submitit (the sweep
+    launcher) asks SLURM to send; TERM comes with preemption and scancel. The trainer takes them all
+    while it trains, so no launcher's own handler ends the process with the steps since the last
+    periodic checkpoint lost.
+    """
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signum = 0
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGUSR1, signal.SIGTERM)}
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+    def hand_over(self, signum: int) -> None:
+        """After the checkpoint: in a submitit job (a sweep's), requeue it the way submitit would have
+        (its handler calls the launcher's ``checkpoint`` and ``scontrol requeue``, then exits on the
+        first task; the others exit here), so the requeued job resumes from this step's checkpoint.
+        TERM is SLURM's own preemption or cancel: SLURM requeues or ends the job, nothing to ask."""
+        requeue = next((h for h in self.previous.values()
+                        if getattr(h, "__name__", "") == "checkpoint_and_try_requeue"), None)
+        if requeue is None or signum == signal.SIGTERM:
+            return
+        requeue(signum, None)  # the first task exits in there once the job is requeued
+        raise SystemExit(128 + signum)  # the other tasks: no result for the sweep, the job goes on
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signum = signum
@@ -427,6 +449,7 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
                 if ranks.main:
                     log.warning("stopped by %s after step %d; checkpoint written; rerun the same command "
                                 "to resume", signal.Signals(signum).name, trainer.step)
+                trainer.stop.hand_over(signum)
                 return 128 + signum
     finally:
         trainer.stop.restore()

@@ -72,7 +72,9 @@ class TrainConfig:
     deterministic: bool = param(False, "deterministic algorithms only (bit-exact resume on CPU)")
     log_every_steps: int = param(10, "log training metrics every this many steps", ge=1)
     device: str = param("auto", "cuda, cpu, or auto (cuda when available)")
-    dtype: str = param("bfloat16", "autocast dtype on GPU", choices=("float32", "bfloat16", "float16"))
+    dtype: str = param("auto", "autocast dtype: auto is bfloat16 on GPU (float16 where a GPU has no bf16) "
+                       "and float32 on CPU; bfloat16 or float16 autocast on CPU too when named; float16 "
+                       "trains with a gradient scaler", choices=("auto", "float32", "bfloat16", "float16"))
     compile: bool = param(False, "torch.compile the model")
     peak_tflops: float | None = param(None, "dense peak TFLOP/s of one device for MFU; null: looked up "
                                       "from the device name (model/flops.py), none reported if unknown",

@@ -167,7 +167,7 @@ class Trainer:
                                   ranks.rank, ranks.world_size)
         self.val_indices = val_indices(self.val, cfg.eval_tokens, block)
         self.autocast = self._autocast()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.step, self.tokens, self.bad_in_a_row, self.bad_total = 0, 0, 0, 0
         self.wandb_id: str | None = None
         torch.manual_seed(cfg.seed * 1000 + ranks.rank)  # dropout's stream: per (seed, rank)
@@ -176,7 +176,8 @@ class Trainer:
         ddp_ids = [ranks.local_rank] if self.device.type == "cuda" else None
         self.net = DDP(compiled, device_ids=ddp_ids) if ranks.world_size > 1 else compiled
         self.flops_per_token = flops_per_token(cfg.model)
-        peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else peak_flops(device_name(self.device), cfg.dtype)
+        precision = str(self.autocast_dtype or torch.float32).removeprefix("torch.")
+        peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else peak_flops(device_name(self.device), precision)
         self.peak = peak if self.device.type == "cuda" or cfg.peak_tflops else None
         self.stop = StopRequested()  # last: a constructor that failed leaves no handler behind
 
@@ -200,15 +201,21 @@ class Trainer:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        if self.device.type != "cuda" or self.cfg.dtype == "float32":
+        """The forward passes' autocast dtype (None: float32). ``dtype=auto`` is bf16 on a GPU and
+        float32 on a CPU, whose matmuls are fastest in float32 unless it has bf16 units (AMX,
+        AVX512-BF16): ``dtype=bfloat16`` asks for autocast there too."""
+        name = self.cfg.dtype
+        if name == "auto":
+            name = "bfloat16" if self.device.type == "cuda" else "float32"
+        if name == "float32":
             return None
-        if self.cfg.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        if name == "bfloat16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             return torch.float16  # with a GradScaler
-        return getattr(torch, self.cfg.dtype)
+        return getattr(torch, name)
 
     def _autocast(self) -> Any:
-        dtype = self.autocast_dtype
-        return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+        dtype, kind = self.autocast_dtype, self.device.type
+        return (lambda: torch.autocast(kind, dtype=dtype)) if dtype else nullcontext
 
     def _resume(self) -> None:
         if self.ranks.main:
@@ -264,19 +271,24 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         lr = lr_at(self.step, self.cfg)
         finite = bool(torch.isfinite(total)) and bool(torch.isfinite(norm))
+        # float16 gradients past 65,504 with a finite loss: the scaler's scale was too high. The step
+        # is skipped and the scale halves (scaler.update); not a bad step unless the scale is below 1.
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        overflow = not finite and bool(torch.isfinite(total)) and scale is not None and scale >= 1.0
         if finite:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.scaler.step(self.optimizer)
             self.bad_in_a_row = 0
         else:
-            self.bad_in_a_row += 1
+            self.bad_in_a_row += 0 if overflow else 1
             self.bad_total += 1
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += self.cfg.total_batch_tokens
-        return {"loss": total.item(), "grad_norm": norm.item(), "lr": lr, "skipped": not finite}
+        return {"loss": total.item(), "grad_norm": norm.item(), "lr": lr, "skipped": not finite,
+                "overflow": overflow, "loss_scale": scale}
 
     def _barrier(self) -> None:
         if self.ranks.world_size > 1:
@@ -429,7 +441,8 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
                 busy, timed_from = 0.0, trainer.step
                 record = {"step": trainer.step, "loss": result["loss"], "lr": result["lr"],
                           "grad_norm": result["grad_norm"], "tokens_per_s": rate, "mfu": util,
-                          "tokens": trainer.tokens, "skipped_steps": trainer.bad_total}
+                          "tokens": trainer.tokens, "skipped_steps": trainer.bad_total,
+                          "loss_scale": result["loss_scale"]}
                 trainer.metrics(record)
                 bar.set_postfix(loss=f"{result['loss']:.4f}", tok_s=f"{rate:,.0f}")
                 if wandb_run is not None:
@@ -460,6 +473,10 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
 
 
 def check_bad_steps(trainer: Trainer, result: dict[str, Any]) -> None:
+    if result["overflow"]:
+        log.warning("step %d: float16 gradients overflowed at loss scale %g: step skipped, the scale "
+                    "halves", trainer.step, result["loss_scale"])
+        return
     log.warning("step %d: loss %s, grad norm %s: not finite, step skipped (%d in a row)", trainer.step,
                 result["loss"], result["grad_norm"], trainer.bad_in_a_row)
     if trainer.bad_in_a_row > trainer.cfg.max_bad_steps:

@@ -14,8 +14,8 @@ from omegaconf import MISSING
 
 from pipeline.schema import ConfigError, param
 
-# Every stage of the corpus, in data-flow order (docs/DESIGN.md). Not all are implemented yet:
-# pipeline.registry.STAGES says which ones are.
+# Every stage of the corpus, in data-flow order (docs/runtime.md, "Decisions").
+# pipeline.registry.STAGES says which ones are implemented, and each one's passes.
 STAGE_ORDER = ("links", "fetch", "extract", "dedup", "publish", "tokenize")
 
 

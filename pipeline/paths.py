@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The folder each stage writes, as the user-facing contract names them (docs/DESIGN.md).
+# The folder each stage writes, as the user-facing contract names them (docs/runtime.md, "Decisions").
 STAGE_FOLDERS = {
     "links_map": "links/_map", "links": "links", "fetch": "fetch", "extract": "docs",
     "dedup": "dedup", "publish": "corpus", "tokenize": "tokens",

@@ -1,12 +1,15 @@
 """Synthetic Pushshift submission dumps: realistic lines (1-3 KB, the full field set) and writers.
 
-Used by the links tests and by bench/links.py.
+Writers for the formats the current sources ship (docs/links.md, "Where the dumps are now"): zstd
+with a long window (Pushshift's monthly ``RS_YYYY-MM.zst`` and the per-subreddit files), and Arctic
+Shift's ``.zst_blocks``. Used by the links tests and by bench/links.py.
 """
 
 from __future__ import annotations
 
 import io
 import random
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,4 +77,29 @@ def write_zst(path: Path, data: bytes | Iterable[bytes], window_log: int = 31, l
     with open(path, "wb") as f, cctx.stream_writer(f, closefd=False) as writer:
         for chunk in [data] if isinstance(data, bytes) else data:
             writer.write(chunk)
+    return path
+
+
+def arctic_shift(item: dict, retrieved_2nd: int = 36 * 3600) -> dict:
+    """A submission as Arctic Shift's dumps hold it from 2023-04 (its file_content_explanations.md):
+    keys sorted, ``retrieved_on``, and a ``_meta`` object from the second retrieval 36 hours later."""
+    item = {**item, "retrieved_on": item.get("created_utc", 0) + 60,
+            "_meta": {"retrieved_2nd_on": item.get("created_utc", 0) + retrieved_2nd,
+                      "was_deleted_later": False}}
+    return dict(sorted(item.items()))
+
+
+def write_zst_blocks(path: Path, rows: Iterable[bytes], rows_per_block: int = 256, level: int = 3) -> Path:
+    """Arctic Shift's ``.zst_blocks`` layout (github.com/ArthurHeitmann/zst_blocks_format), little
+    endian: per block a uint32 compressed size, then a zstd frame holding a uint32 row count, one
+    (offset, size) uint32 pair per row, and the rows."""
+    cctx = zstandard.ZstdCompressor(level=level)
+    rows = list(rows)
+    with open(path, "wb") as f:
+        for first in range(0, len(rows), rows_per_block):
+            block = rows[first:first + rows_per_block]
+            offsets = [sum(len(r) for r in block[:i]) for i in range(len(block))]
+            table = b"".join(struct.pack("<II", o, len(r)) for o, r in zip(offsets, block, strict=True))
+            frame = cctx.compress(struct.pack("<I", len(block)) + table + b"".join(block))
+            f.write(struct.pack("<I", len(frame)) + frame)
     return path

@@ -19,7 +19,7 @@ from pipeline.config import TRACKING_PARAMS, LinksConfig
 from pipeline.links.dumps import Submission, decode_line, iter_blocks, iter_lines
 from pipeline.links.rules import Link, Rules, UrlError, normalize_url, partition_of
 from pipeline.links.stage import month_report
-from tests.dumps import lines, submission, write_zst
+from tests.dumps import arctic_shift, lines, submission, write_zst, write_zst_blocks
 
 WINDOW = {"created_after_utc": 1262304000, "created_before_utc": 1514764800}  # 2010 to 2018
 
@@ -137,6 +137,51 @@ def test_compressed_formats(tmp_path):
     (tmp_path / "RS_a.json").write_bytes(data)
     for name in ("RS_a.xz", "RS_a.bz2", "RS_a.json"):
         assert b"\n".join(iter_lines(iter_blocks(tmp_path / name, 1000))) + b"\n" == data
+
+
+def test_the_current_sources_formats_are_read(tmp_path):
+    """The dumps as the sources docs/links.md names ship them: a monthly Pushshift dump
+    (``reddit/submissions/RS_YYYY-MM.zst``, 2 GiB window), a per-subreddit file of every month
+    (``<subreddit>_submissions.zst``), Arctic Shift's ``.zst_blocks`` months (sorted keys, ``_meta``)
+    and its download tool's ``.jsonl``. Each gives its links, and a cut ``.zst_blocks`` file is
+    counted as ``dump_read_error`` with the rows before the damage kept."""
+    import json
+
+    rng = random.Random(11)
+    made = {"monthly": [submission(rng, i, score=5, created_utc=1491004800 + i) for i in range(40)],
+            "subreddit": [submission(rng, 100 + i, score=5, subreddit="news",
+                                     created_utc=1136073600 + i * 3 * 10**6) for i in range(40)],
+            "blocks": [arctic_shift(submission(rng, 200 + i, score=5, created_utc=1682899200 + i))
+                       for i in range(600)],
+            "jsonl": [arctic_shift(submission(rng, 900 + i, score=5, subreddit="science"))
+                      for i in range(40)]}
+    for item in made["blocks"][::10]:
+        item["score"] = 1  # one in ten below min_score
+    folder = tmp_path / "reddit" / "submissions"
+    folder.mkdir(parents=True)
+    files = [write_zst(folder / "RS_2017-04.zst", lines(made["monthly"])),
+             write_zst(tmp_path / "news_submissions.zst", lines(made["subreddit"])),
+             write_zst_blocks(tmp_path / "RS_2023-05.zst_blocks",
+                              (orjson.dumps(item) for item in made["blocks"]), rows_per_block=64)]
+    (tmp_path / "r_science_posts.jsonl").write_bytes(lines(made["jsonl"]))
+    files.append(tmp_path / "r_science_posts.jsonl")
+    assert list(iter_lines(iter_blocks(files[2], 1 << 16))) == [orjson.dumps(i) for i in made["blocks"]]
+
+    mapper, reducer = run_links(tmp_path / "w", files, partitions=3)
+    expected = {normalize_url(item["url"])[0] for part in made.values() for item in part
+                if item["score"] >= 3}
+    rows = [r for part in read_links(reducer.paths.root).values() for r in part]
+    assert {r["url"] for r in rows} == expected
+    counts = json.loads(mapper.paths.stats.read_text())["counts"]
+    assert counts == {"kept": len(expected), "score_below_min": 60}
+
+    whole = files[2].read_bytes()
+    cut = tmp_path / "cut" / "RS_2023-06.zst_blocks"
+    cut.parent.mkdir()
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    mapper, _ = run_links(tmp_path / "w2", [cut], partitions=3)
+    counts = json.loads(mapper.paths.stats.read_text())["counts"]
+    assert counts["dump_read_error"] == 1 and 0 < counts["kept"] + counts.get("score_below_min", 0) < 600
 
 
 def test_month_report_flags_a_collapse():

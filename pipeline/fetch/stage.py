@@ -1,7 +1,8 @@
 """The fetch stage: one task per links partition, so one task owns every URL of its hosts.
 
-Outputs: ``fetch/warc/NNNNN_KKK.warc.gz`` (response and request records, redirect hops included)
-and ``fetch/index/NNNNN.parquet`` (one row per input URL: its outcome and WARC pointer).
+Outputs: ``fetch/warc/NNNNN_W_KKK.warc.gz`` (task, writer thread, file: ``warc.WarcWriter``; response
+and request records, redirect hops included) and ``fetch/index/NNNNN.parquet`` (one row per input
+URL: its outcome and WARC pointer).
 
 A task survives being killed: outcomes go to a journal (``fetch/_state/journal/NNNNN.jsonl``)
 in batches, each batch only after the WARC records it points to were flushed. A rerun reads the

@@ -1,4 +1,5 @@
-"""Streaming readers of Pushshift submission dumps (``RS_*.zst``, ``.xz``, ``.bz2``, plain ``.json``).
+"""Streaming readers of Pushshift submission dumps (``RS_*.zst``, Arctic Shift's ``.zst_blocks``,
+``.xz``, ``.bz2``, plain JSON lines).
 
 Real dumps are zstd frames with a 2 GiB window (``zstd --long=31``); a decoder that keeps the default
 limit fails with "Frame requires too much memory for decoding", so ours allows ``2**31``. Dumps are
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +66,34 @@ def _zstd_blocks(raw: BinaryIO, read_bytes: int) -> Iterator[bytes]:
         raise zstandard.ZstdError("the file ends inside a frame (truncated dump)")
 
 
+def _zst_blocks(raw: BinaryIO) -> Iterator[bytes]:
+    """The rows of Arctic Shift's ``.zst_blocks`` format, a block at a time, one line per row.
+
+    The format (github.com/ArthurHeitmann/zst_blocks_format): blocks of a little-endian uint32 size
+    and a zstd frame of that size, which holds a uint32 row count, (offset, size) uint32 pairs, and
+    the rows (JSON objects) they point into. A file cut short or a damaged block raises ``ZstdError``.
+    """
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    while head := raw.read(4):
+        size = struct.unpack("<I", head)[0] if len(head) == 4 else -1
+        data = raw.read(size) if size >= 0 else b""
+        if size < 0 or len(data) < size:
+            raise zstandard.ZstdError("the file ends inside a block (truncated dump)")
+        frame = dctx.decompressobj()
+        block = frame.decompress(data)
+        try:
+            if not frame.eof:
+                raise struct.error("its zstd frame is incomplete")
+            rows = struct.unpack_from("<I", block)[0]
+            spans = struct.unpack_from(f"<{2 * rows}I", block, 4)
+        except struct.error as err:
+            raise zstandard.ZstdError(f"a damaged block: {err}") from None
+        start, places = 4 + 8 * rows, list(zip(spans[::2], spans[1::2], strict=True))
+        if any(start + offset + length > len(block) for offset, length in places):
+            raise zstandard.ZstdError("a damaged block: a row lies past its end")
+        yield b"".join(block[start + offset:start + offset + length] + b"\n" for offset, length in places)
+
+
 def _open_stream(path: Path) -> BinaryIO:
     name = path.name.lower()
     if name.endswith(".xz"):
@@ -77,14 +107,18 @@ def iter_blocks(path: Path, read_bytes: int) -> Iterator[bytes]:
     """The decompressed content of a dump, in blocks; the format comes from the suffix.
 
     ``read_bytes`` is read from the file at a time (compressed bytes for zstd, whose blocks then
-    vary in size; decompressed bytes for xz, bz2 and plain files). Raises ``DumpReadError`` when the
-    dump is corrupt or truncated, after yielding everything before the damage.
+    vary in size; decompressed bytes for xz, bz2 and plain files; ``.zst_blocks`` files a block of
+    rows at a time, each row a line). Raises ``DumpReadError`` when the dump is corrupt or truncated,
+    after yielding everything before the damage.
     """
     zstd = path.name.lower().endswith((".zst", ".zstd"))
+    zst_blocks = path.name.lower().endswith(".zst_blocks")
     try:
-        with open(path, "rb") if zstd else _open_stream(path) as stream:
+        with open(path, "rb") if zstd or zst_blocks else _open_stream(path) as stream:
             if zstd:
                 yield from _zstd_blocks(stream, read_bytes)
+            elif zst_blocks:
+                yield from _zst_blocks(stream)
             else:
                 while block := stream.read(read_bytes):
                     yield block

@@ -80,3 +80,15 @@ def step_memory(cfg: GPTConfig, micro_batch_size: int, half_precision: bool = Tr
         activations=tokens * per_token,
         loss_gradient=tokens * 8 * V,
     )
+
+
+# One rank's process on a GPU node before any model: torch with the CUDA, cuDNN and NCCL libraries
+# loaded, the data loader's pages, and torch.compile's worker processes (a few hundred MiB each).
+HOST_PROCESS_BYTES = 6 * GIB
+
+
+def host_memory_per_rank(cfg: GPTConfig) -> int:
+    """Host (CPU) memory of one training rank at its peak, a resume: the process, plus the checkpoint
+    read into host memory on its way to the GPU: AdamW's two moments (``optimizer.pt``, 8 bytes per
+    parameter) and the fp32 weights (``model.safetensors``, 4)."""
+    return HOST_PROCESS_BYTES + 12 * stored_params(cfg)

@@ -165,7 +165,8 @@ install_if_changed() {
 
 write_config() {
   local cpus mem_mib real_mem def_mem tmp changed=1
-  cpus=$(nproc)
+  # The machine's CPUs: nproc alone honours OMP_NUM_THREADS (a test suite's 1 would shrink the node).
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem_mib=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
   # Leave a margin: if RealMemory exceeds what slurmd measures the node gets
   # drained with "Low RealMemory".

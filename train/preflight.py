@@ -145,10 +145,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Nodes of 8 GPUs per recipe: 10 B tokens in well under a day on A100s at 40% MFU (docs/training.md).
+RECIPE_NODES = {"gpt2": 1, "gpt2-medium": 1, "gpt2-large": 2, "gpt2-xl": 4}
+GPUS_PER_NODE, CPUS_PER_GPU = 8, 8
+
+
+def job_line(model: str, gres: bool = False) -> str:
+    """The sbatch line for a recipe of conf/model/ on nodes of 8 GPUs of 80 GB: the memory model's
+    figures (model/memory.py) for the GPU (the recipe's micro-batch fits) and the host (``--mem``,
+    per node, rounded up to 32 GiB)."""
+    from model.memory import GIB, host_memory_per_rank, step_memory
+    from train.config import compose
+
+    cfg = compose([f"model={model}", "data.dir=/data/owt/tokens"])
+    gpu = step_memory(cfg.model, cfg.micro_batch_size, world_size=GPUS_PER_NODE * RECIPE_NODES[model])
+    assert gpu.total < 80e9, f"{model}'s recipe does not fit an 80 GB GPU"
+    mem_gib = -(-GPUS_PER_NODE * host_memory_per_rank(cfg.model) // (32 * GIB)) * 32
+    gpus = f"--gres=gpu:{GPUS_PER_NODE}" if gres else f"--gpus-per-node={GPUS_PER_NODE}"
+    return (f"sbatch --nodes={RECIPE_NODES[model]} {gpus} --cpus-per-task={GPUS_PER_NODE * CPUS_PER_GPU} "
+            f"--mem={mem_gib}G --time=24:00:00 slurm/train.sbatch model={model} data.dir=/data/owt/tokens "
+            f"out_dir=runs/{model} compile=true")
+
+
 def main(argv: list[str]) -> int:
     """The batch script's plan: checks, then shell assignments on stdout (messages on stderr)."""
     if argv == ["--free-port"]:
         print(free_port())
+        return 0
+    if argv == ["--job-lines"]:  # the header of slurm/train.sbatch and docs/training.md show these
+        print("\n".join(job_line(model) for model in RECIPE_NODES))
         return 0
     from train.config import compose
 

@@ -66,11 +66,14 @@ def test_ranks_follow_the_gpus_slurm_gave_however_asked(gpus, data, clean, tmp_p
 
 def test_a_gpu_sized_model_without_a_gpu_stops_at_the_preflight(data, tmp_path):  # noqa: F811
     """README's line as a new user types it, with no GPU asked for: the job ends within a minute,
-    saying what to ask for, instead of training gpt2 on one CPU core for the whole allocation."""
+    saying what to ask for, instead of training gpt2 on one CPU core for the whole allocation.
+    Submitted from another folder: the script finds its checkout's .venv."""
     out, log = tmp_path / "run", tmp_path / "job.log"
     started = time.monotonic()
-    _, status = run_batch_job(["--mem=2G", f"--output={log}", "slurm/train.sbatch", "model=gpt2",
-                               f"data.dir={data}", f"out_dir={out}"], log, limit_s=120, cwd=REPO)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    _, status = run_batch_job(["--mem=2G", f"--output={log}", str(REPO / "slurm" / "train.sbatch"),
+                               "model=gpt2", f"data.dir={data}", f"out_dir={out}"], log, limit_s=120,
+                              cwd=tmp_path, env=env)
     took = time.monotonic() - started
     text = log.read_text()
     assert status == 1 and took < 60, (took, text)

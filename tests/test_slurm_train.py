@@ -50,12 +50,15 @@ def test_ranks_follow_the_gpus_slurm_gave_however_asked(gpus, data, clean, tmp_p
     two ranks train like one process with the matching accumulation."""
     out, log = tmp_path / "run", tmp_path / "job.log"
     cpus = 1 if gpus.startswith("--gres") else 2  # one CPU for two ranks: the preflight's warning
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # threads from the CPUs
     _, status = run_batch_job([gpus, f"--cpus-per-task={cpus}", "--mem=2G", f"--output={log}",
-                               "slurm/train.sbatch", *command(data, out, "device=cpu")[3:]], log, cwd=REPO)
+                               "slurm/train.sbatch", *command(data, out, "device=cpu")[3:]], log, cwd=REPO,
+                              env=env)
     text = log.read_text() if log.exists() else ""
     assert status == 0, text
-    threads = "1 CPU thread(s) per rank"
-    assert f"1 node(s) x 2 rank(s) (2 GPU(s) per node), {threads}" in text, text
+    threads = f"{max(1, cpus // 2)} CPU thread(s) per rank"
+    assert f"1 node(s) x 2 rank(s) (2 GPU(s) per node), {threads} (CPUs per task / ranks)" in text, text
+    assert f"2 rank(s) on cpu (cpu), {threads}" in text, "the ranks compute with those threads"
     warned = "2 ranks per node share 1 CPU(s)" in text and "--cpus-per-task=2" in text
     assert warned == (cpus == 1), text
     for step, loss in losses(out).items():

@@ -354,9 +354,9 @@ class Trainer:
         cfg, n = self.cfg, self.model.num_params()
         total = cfg.max_steps * cfg.total_batch_tokens
         data = len(self.train) * cfg.model.block_size
-        log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) on %s (%s)", cfg.model.name,
-                 f"{n:,}", self.flops_per_token / 1e9, self.ranks.world_size, self.device,
-                 device_name(self.device))
+        log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) on %s (%s), %d CPU thread(s) "
+                 "per rank", cfg.model.name, f"{n:,}", self.flops_per_token / 1e9, self.ranks.world_size,
+                 self.device, device_name(self.device), torch.get_num_threads())
         log.info("%s tokens per step = %d rank(s) x %d micro-batch(es) of %d x %d tokens; %d steps = %s "
                  "tokens (%.2f epochs of %s training tokens)", f"{cfg.total_batch_tokens:,}",
                  self.ranks.world_size, self.loader.accumulation, cfg.micro_batch_size, cfg.model.block_size,

@@ -92,7 +92,8 @@ from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.memory import GIB, step_memory
 from pipeline.schema import validate
 from train.config import DataConfig, TrainConfig, compose
-from train.loop import Ranks, Trainer
+from train.distributed import Ranks
+from train.loop import Trainer
 
 log = logging.getLogger("webtext.bench.gpu")
 

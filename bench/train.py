@@ -72,7 +72,8 @@ from pipeline.tokenize import header
 from tests.test_model_config import model_config
 from train.config import DataConfig, OptimConfig, TrainConfig
 from train.data import TrainLoader, Windows, shard_paths
-from train.loop import Ranks, Trainer, lr_at
+from train.distributed import Ranks
+from train.loop import Trainer, lr_at
 
 SEED = 1337
 EOT = 50256

@@ -23,8 +23,8 @@ class ExportConfig:
 
 
 def main(argv: list[str]) -> int:
-    from model.hf import export
-    from model.weights import load_any, resolve
+    from model.hf import export, load_any
+    from model.weights import resolve
 
     cfg = cli_config(argv, ExportConfig, "python -m model.export")
     try:

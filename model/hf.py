@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from model.config import GPTConfig
 from model.gpt2 import GPT, padded_vocab_size
 from model.tokenizer import EOT_ID, EOT_TOKEN, bpe_files_dir
-from model.weights import assemble, atomic_folder
+from model.weights import assemble, atomic_folder, load, resolve
 from pipeline.schema import validate
 
 # GPT-2's Conv1D layers: their weights are stored transposed relative to nn.Linear.
@@ -176,3 +176,11 @@ def load_hf(folder: str | Path, device: str | torch.device = "cpu", dropout: flo
     cfg = dataclasses.replace(cfg, dropout=dropout)
     state = from_hf_state_dict(read_hf_weights(folder), cfg)
     return assemble(cfg, {k: v.to(device=device, dtype=torch.float32) for k, v in state.items()}, folder)
+
+
+def load_any(spec: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The model a ``checkpoint=`` value names, ours or a Hugging Face folder, in eval mode."""
+    kind, folder = resolve(spec)
+    if kind == "hf":
+        return load_hf(folder, device=device)
+    return load(folder, device=device)

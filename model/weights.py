@@ -124,13 +124,3 @@ def resolve(spec: str | Path) -> tuple[str, Path]:
         return "hf", path
     raise FileNotFoundError(f"checkpoint {text}: not a model folder ({WEIGHTS} + {CONFIG}), a run "
                             "folder (checkpoints/), or a Hugging Face folder (config.json)")
-
-
-def load_any(spec: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """The model a ``checkpoint=`` value names, ours or a Hugging Face folder, in eval mode."""
-    kind, folder = resolve(spec)
-    if kind == "hf":
-        from model.hf import load_hf
-
-        return load_hf(folder, device=device)
-    return load(folder, device=device)

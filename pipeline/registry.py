@@ -1,9 +1,10 @@
-"""The implemented stages, by name, each as its passes in order. ``config.STAGE_ORDER`` orders stages."""
+"""Every stage, by name, as its passes in order, in ``config.STAGE_ORDER``'s data-flow order."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from pipeline.config import STAGE_ORDER
 from pipeline.dedup.stage import dedup_stages
 from pipeline.extract.stage import ExtractStage
 from pipeline.fetch.ccindex import ccindex_stages
@@ -22,6 +23,8 @@ STAGES: dict[str, tuple[type[Stage] | Callable[[object], Iterable[Stage]], ...]]
     "publish": (PublishStage,),
     "tokenize": (TokenizeStage,),
 }
+if tuple(STAGES) != STAGE_ORDER:  # the config validates names against STAGE_ORDER without importing us
+    raise ImportError(f"pipeline.registry.STAGES {tuple(STAGES)} and config.STAGE_ORDER {STAGE_ORDER} differ")
 
 
 def build(cfg_stages: list[str], cfg: object) -> list[Stage]:

@@ -17,8 +17,7 @@ from pipeline.extract.worker import IsolatedExtractor
 from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.paths import StagePaths
 from pipeline.runtime import StageError, completed_tasks
-from pipeline.sample import documents
-from pipeline.sample.server import article_page
+from pipeline.sample import article_page, documents
 from tests.conftest import REPO, stage_outputs
 from tests.dumps import lines
 from tests.helpers import TaskGate, kill_part_way, loopback_site
@@ -150,7 +149,7 @@ def test_start_up_does_not_count_against_the_first_page():
     code = ("from pipeline.config import ExtractConfig\n"
             "from pipeline.extract.worker import IsolatedExtractor\n"
             "from pipeline.sample import documents\n"
-            "from pipeline.sample.server import article_page\n"
+            "from pipeline.sample import article_page\n"
             "if __name__ == '__main__':\n"
             "    with IsolatedExtractor(ExtractConfig(timeout_s=0.5, min_tokens=0)) as extract:\n"
             "        print(type(extract(article_page(documents()[0]), 'http://a.test/1', None)).__name__)\n")

@@ -120,7 +120,8 @@ def test_a_checkpoint_of_another_shape_is_refused(data, clean, tmp_path):
     import dataclasses
     import shutil
 
-    from train.loop import Ranks, TrainingError, run
+    from train.distributed import Ranks
+    from train.loop import TrainingError, run
 
     shutil.copytree(clean, tmp_path / "other")
     cfg = in_process_config(data, tmp_path / "other", max_steps=12, seed=1337)
@@ -279,7 +280,8 @@ def poisoned(monkeypatch):
 
 
 def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, poisoned):
-    from train.loop import Ranks, run
+    from train.distributed import Ranks
+    from train.loop import run
 
     poisoned.update({2, 3})
     cfg = in_process_config(data, tmp_path / "run")
@@ -295,7 +297,8 @@ def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, poisoned):
 
 def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp_path, poisoned):
     from model import weights
-    from train.loop import Ranks, TrainingError, run
+    from train.distributed import Ranks
+    from train.loop import TrainingError, run
 
     poisoned.update(range(5, 100))
     cfg = in_process_config(data, tmp_path / "run", max_bad_steps=2)
@@ -308,7 +311,8 @@ def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp
 def test_init_from_a_hugging_face_folder(data, tmp_path):
     from model import hf
     from model.gpt2 import GPT
-    from train.loop import Ranks, Trainer
+    from train.distributed import Ranks
+    from train.loop import Trainer
 
     cfg = in_process_config(data, tmp_path / "run")
     import torch
@@ -352,7 +356,8 @@ def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, 
     import types
 
     from train import loop
-    from train.loop import Ranks, Trainer, run
+    from train.distributed import Ranks
+    from train.loop import Trainer, run
 
     # The loop's clock runs a thousand seconds ahead in each evaluation and checkpoint at step 2, as a
     # long evaluation or a slow disk would take; the steps take their real time. A clock, not a sleep:

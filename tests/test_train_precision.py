@@ -24,7 +24,8 @@ import torch
 
 from tests.conftest import REPO
 from tests.test_train import command, data, in_process_config, losses, torch_load  # noqa: F401 (fixture)
-from train.loop import Ranks, Trainer, run
+from train.distributed import Ranks
+from train.loop import Trainer, run
 
 
 def curve(out: Path) -> dict[int, float]:

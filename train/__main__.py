@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from pipeline.schema import load
 from train import preflight
 from train.config import TrainConfig, register
-from train.loop import TrainingError, run, setup_distributed
+from train.distributed import setup_distributed
+from train.loop import TrainingError, run
 from train.preflight import PreflightError
 
 log = logging.getLogger("webtext.train")

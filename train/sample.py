@@ -113,8 +113,8 @@ def encode_prompt(text: str, block_size: int) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    from model.weights import load_any
-    from train.loop import pick_device
+    from model.hf import load_any
+    from train.distributed import pick_device
 
     cfg = cli_config(argv, SampleConfig, "python -m train.sample")
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import FetchConfig
+from pipeline.fetch.archive import archives_for
 from pipeline.fetch.crawler import Crawler, Outcome, host_groups
 from pipeline.fetch.warc import WarcWriter
 
@@ -25,7 +26,7 @@ def fetch_urls(urls: list[str], cfg: FetchConfig, out_dir: Path,
     outcomes: dict[int, Outcome] = {}
 
     async def crawl() -> None:
-        async with Crawler(cfg, warc, lambda o: outcomes.__setitem__(o.ord, o)) as crawler:
+        async with Crawler(cfg, warc, lambda o: outcomes.__setitem__(o.ord, o), archives_for(cfg)) as crawler:
             await crawler.crawl(host_groups(enumerate(urls), created))
 
     try:

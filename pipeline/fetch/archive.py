@@ -42,6 +42,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
+from pipeline.config import FetchConfig
 from pipeline.fetch.crawler import NO_SNAPSHOT, REDIRECTS, Crawler, Outcome, Refused, http_date, media_type
 from pipeline.fetch.warc import HttpExchange
 
@@ -124,6 +125,17 @@ def _capture_time(found: Found) -> tuple[float]:
 
 
 # --- the request rate, shared by every task of a run -----------------------------------------------
+
+
+def archives_for(cfg: FetchConfig, state: Path | None = None,
+                 captures: dict[int, dict[str, Any]] | None = None) -> Callable[[Crawler], list[Archive]]:
+    """The archives ``fetch.archive`` names, in order, as ``Crawler(archives=...)`` builds them on its
+    requests. ``state``: the folder of the archives' shared request schedules (None: this process
+    only); ``captures``: Common Crawl captures from the columnar join, by ord (None: CDX lookups)."""
+    def build(crawler: Crawler) -> list[Archive]:
+        return [Wayback(crawler, state) if name == "wayback" else CommonCrawl(crawler, state, captures)
+                for name in cfg.archives()]
+    return build
 
 
 class ArchiveRate:

@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -156,20 +155,15 @@ def _decoder(encoding: str) -> Any:
 
 
 class Crawler:
-    """``archive_state``: the folder of the archives' shared request schedules (None: this process
-    only); ``captures``: Common Crawl captures from the columnar join, by ord (None: CDX lookups)."""
+    """``archives``: builds the web archives dead links go to (``fetch.archive``) on this crawler's
+    requests: ``pipeline.fetch.archive.archives_for(cfg, ...)``; none when not given."""
 
     def __init__(self, cfg: FetchConfig, warc: WarcWriter, on_outcome: Callable[[Outcome], None],
-                 archive_state: Path | None = None,
-                 captures: dict[int, dict[str, Any]] | None = None) -> None:
+                 archives: Callable[[Crawler], list[Archive]] | None = None) -> None:
         self.cfg, self.warc, self.on_outcome = cfg, warc, on_outcome
         self.throttled: Counter[str] = Counter()
         self.archive_failed: set[str] = set()
-        from pipeline.fetch.archive import CommonCrawl, Wayback  # built on this module's requests
-
-        self.archives: list[Archive] = [
-            Wayback(self, archive_state) if name == "wayback" else CommonCrawl(self, archive_state, captures)
-            for name in cfg.archives()]
+        self.archives: list[Archive] = archives(self) if archives else []
         self.policy = AddressPolicy.from_config(cfg.allow_private, cfg.allowed_networks, cfg.host_overrides())
         self.gate = HostGate(cfg.per_host_delay_s)
         self.robots: dict[str, RobotFileParser | str] = {}

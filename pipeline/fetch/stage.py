@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.config import FetchConfig
+from pipeline.fetch.archive import archives_for
 from pipeline.fetch.crawler import Crawler, Item, Outcome
 from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.links.stage import require_links
@@ -143,8 +144,8 @@ class FetchStage(Stage):
             captures = read_captures(self.workdir, ctx.index)
 
         async def crawl() -> None:
-            async with Crawler(self.conf, warc, on_outcome, self.paths.state / "archive_rate",
-                               captures) as crawler:
+            archives = archives_for(self.conf, self.paths.state / "archive_rate", captures)
+            async with Crawler(self.conf, warc, on_outcome, archives) as crawler:
                 try:
                     await crawler.crawl(_by_host(todo))
                 finally:

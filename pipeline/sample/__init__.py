@@ -13,6 +13,7 @@ first on another site, posted later: the dedup stage removes it as a near duplic
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import orjson
@@ -68,10 +69,29 @@ ARCHIVED = {
 def archive_captures(port: int | None = None) -> list:
     """What the demo's fake Wayback Machine holds: ``ARCHIVED`` as captured two days after posting."""
     from pipeline.sample.archive import Capture, timestamp_of
-    from pipeline.sample.server import article_page
 
     return [Capture(page_url(ARCHIVED, port), timestamp_of(ARCHIVED["created_utc"] + 2 * 86400),
                     body=article_page(ARCHIVED), headers=[("Server", "Apache")])]
+
+
+def article_page(doc: dict) -> bytes:
+    """A document as the demo server serves it: the article amid a cookie banner, navigation, a
+    sidebar and a footer, which extraction must leave out."""
+    paragraphs = "\n".join(f"<p>{html.escape(p)}</p>" for p in doc["text"].split("\n\n"))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(doc['title'])} | {doc['domain']}</title></head>
+<body>
+<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Learn more</a></div>
+<nav><a href="/">Home</a> <a href="/news">News</a> <a href="/science">Science</a>
+<a href="/about">About</a></nav>
+<article><h1>{html.escape(doc['title'])}</h1>
+{paragraphs}
+</article>
+<aside><h2>Related</h2><ul><li><a href="/more/1">More stories like this</a></li>
+<li><a href="/more/2">Most read this week</a></li></ul></aside>
+<footer>© {doc['domain']} · <a href="/contact">Contact</a> · <a href="/terms">Terms</a></footer>
+</body></html>""".encode()
 
 
 def documents() -> list[dict]:

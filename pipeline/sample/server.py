@@ -14,25 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from pipeline.sample import DROPS, documents
-
-
-def article_page(doc: dict) -> bytes:
-    paragraphs = "\n".join(f"<p>{html.escape(p)}</p>" for p in doc["text"].split("\n\n"))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(doc['title'])} | {doc['domain']}</title></head>
-<body>
-<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Learn more</a></div>
-<nav><a href="/">Home</a> <a href="/news">News</a> <a href="/science">Science</a>
-<a href="/about">About</a></nav>
-<article><h1>{html.escape(doc['title'])}</h1>
-{paragraphs}
-</article>
-<aside><h2>Related</h2><ul><li><a href="/more/1">More stories like this</a></li>
-<li><a href="/more/2">Most read this week</a></li></ul></aside>
-<footer>© {doc['domain']} · <a href="/contact">Contact</a> · <a href="/terms">Terms</a></footer>
-</body></html>""".encode()
+from pipeline.sample import DROPS, article_page, documents
 
 
 def stub_page(title: str, body: str) -> bytes:

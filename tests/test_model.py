@@ -211,7 +211,7 @@ def test_model_folder_round_trip_and_resolution(tmp_path):
     (run / "checkpoints" / "step_0000010" / weights.COMPLETE).touch()
     weights.save(random_model(SMALL, seed=5), run / "checkpoints" / "step_0000020")  # no marker: incomplete
     assert weights.resolve(run) == ("ours", run / "checkpoints" / "step_0000010")
-    loaded = weights.load_any(run)
+    loaded = hf.load_any(run)
     idx = tokens(SMALL)
     with torch.no_grad():
         assert torch.equal(loaded(idx)[0], model(idx)[0])

@@ -296,7 +296,7 @@ def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, poisoned):
 
 
 def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp_path, poisoned):
-    from model import weights
+    from model import hf, weights
     from train.distributed import Ranks
     from train.loop import TrainingError, run
 
@@ -305,7 +305,7 @@ def test_a_run_of_non_finite_steps_stops_and_the_last_checkpoint_loads(data, tmp
     with pytest.raises(TrainingError, match=r"3 steps in a row had a non-finite loss.*is intact"):
         run(cfg, Ranks())
     assert weights.resolve(tmp_path / "run") == ("ours", tmp_path / "run" / "checkpoints" / "step_0000004")
-    assert weights.load_any(tmp_path / "run").config.vocab_size == VOCAB
+    assert hf.load_any(tmp_path / "run").config.vocab_size == VOCAB
 
 
 def test_init_from_a_hugging_face_folder(data, tmp_path):

@@ -31,21 +31,22 @@ def padded_vocab_size(cfg: GPTConfig) -> int:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, layer: int) -> None:
         super().__init__()
+        self.layer = layer  # which of the KV cache's layers holds this attention's keys and values
         self.n_head = cfg.n_head
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         hs = C // self.n_head
         q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
-            k, v = cache.extend(layer, k, v)  # (B, nh, S, hs): every position so far, these T last
+            k, v = cache.extend(self.layer, k, v)  # (B, nh, S, hs): every position so far, these T last
         S = k.size(2)
         mask = None
         if T > 1 and S > T:  # new tokens after cached ones: each sees the past and the new ones before it
@@ -73,15 +74,15 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm: each sublayer reads a normalized copy and adds to the residual stream."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, layer: int) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -93,7 +94,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(padded_vocab_size(cfg), cfg.n_embd),
             wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
             drop=nn.Dropout(cfg.dropout),
-            h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
+            h=nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer)),
             ln_f=nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias),
         ))
         self.lm_head = nn.Linear(cfg.n_embd, padded_vocab_size(cfg), bias=False)
@@ -140,8 +141,8 @@ class GPT(nn.Module):
             raise ValueError(f"{start + T} positions exceed the context of {self.config.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
+        for block in self.transformer.h:
+            x = block(x, cache)
         if cache is not None:
             cache.advance(T)
         x = self.transformer.ln_f(x)

@@ -34,6 +34,19 @@ def test_cached_equals_uncached_greedy_within_and_past_the_context(tiny):
     assert len(cached[0]) == 100 and cached == uncached
 
 
+def test_a_prompt_fed_in_chunks_through_the_cache_gives_the_logits_of_one_pass(tiny):
+    """Several new tokens after cached ones (a prompt prefilled in chunks): each new position sees
+    every cached one and the new ones before it, as in one pass over the whole sequence."""
+    idx = torch.tensor([PROMPT + [11, 257, 1332, 13, 198, 40, 588]])  # (1, 12)
+    with torch.no_grad():
+        whole = tiny(idx)[0]
+        cache = tiny.new_cache(1)
+        parts = [tiny(idx[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 6), (6, 12))]
+    assert cache.length == 12
+    assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
+    assert tiny.transformer.h[1].attn.layer == 1, "each attention knows its layer of the cache"
+
+
 def test_cached_equals_uncached_when_sampling(tiny):
     options = dict(temperature=0.8, top_k=200, top_p=0.9, num_samples=3, seed=11, stop_at_eot=False)
     cached = generate(tiny, PROMPT, 20, **options)

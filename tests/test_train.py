@@ -254,29 +254,32 @@ def in_process_config(data: Path, out: Path, **overrides):
     return cfg
 
 
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Make the loss of the listed step indices NaN, as a bad batch or an overflow would."""
+def scale_loss_at(monkeypatch: pytest.MonkeyPatch, factor: float) -> set[int]:
+    """Multiply the loss of the step indices put in the returned set by ``factor``."""
     from model.gpt2 import GPT
     from train.loop import Trainer
 
-    bad: set[int] = set()
+    steps: set[int] = set()
     now = {"step": -1}
     forward, train_step = GPT.forward, Trainer.train_step
 
-    def poisoned_forward(self, idx, targets=None, **kw):
+    def scaled_forward(self, idx, targets=None, **kw):
         logits, loss = forward(self, idx, targets, **kw)
-        if loss is not None and now["step"] in bad:
-            loss = loss * float("nan")
-        return logits, loss
+        return logits, (loss * factor if loss is not None and now["step"] in steps else loss)
 
     def tracked_step(self):
         now["step"] = self.step
         return train_step(self)
 
-    monkeypatch.setattr(GPT, "forward", poisoned_forward)
+    monkeypatch.setattr(GPT, "forward", scaled_forward)
     monkeypatch.setattr(Trainer, "train_step", tracked_step)
-    return bad
+    return steps
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Make the loss of the listed step indices NaN, as a bad batch or an overflow would."""
+    return scale_loss_at(monkeypatch, float("nan"))
 
 
 def test_non_finite_steps_are_skipped_and_counted(data, tmp_path, poisoned):

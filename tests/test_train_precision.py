@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import REPO
-from tests.test_train import command, data, in_process_config, losses, torch_load  # noqa: F401 (fixture)
+from tests.test_train import (  # noqa: F401 (data: a fixture)
+    command,
+    data,
+    in_process_config,
+    losses,
+    scale_loss_at,
+    torch_load,
+)
 from train.distributed import Ranks
 from train.loop import Trainer, run
-
-
-def curve(out: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-            if "loss" in r}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_autocast_on_cpu_trains_close_to_float32(dtype, rel, data, float32_run, 
     finally:
         trainer.stop.restore()
     assert run(cfg, Ranks()) == 0
-    ours, reference = curve(tmp_path / dtype), curve(float32_run)
+    ours, reference = losses(tmp_path / dtype), losses(float32_run)
     assert sorted(ours) == sorted(reference) == list(range(1, 9))
     assert ours[1] == pytest.approx(reference[1], rel=rel)
     assert ours[8] < ours[1] - 1.0, "it learns"
@@ -69,23 +70,7 @@ def test_float32_is_autos_choice_on_cpu(data, tmp_path):  # noqa: F811
 def overflow_at(monkeypatch):
     """Multiply the loss of the listed steps by 1e30: finite in float32, but its gradients overflow
     float16 once scaled, as an fp16 run's first steps do when the loss scale starts too high."""
-    from model.gpt2 import GPT
-
-    steps: set[int] = set()
-    now = {"step": -1}
-    forward, train_step = GPT.forward, Trainer.train_step
-
-    def huge_forward(self, idx, targets=None, **kw):
-        logits, loss = forward(self, idx, targets, **kw)
-        return logits, (loss * 1e30 if loss is not None and now["step"] in steps else loss)
-
-    def tracked_step(self):
-        now["step"] = self.step
-        return train_step(self)
-
-    monkeypatch.setattr(GPT, "forward", huge_forward)
-    monkeypatch.setattr(Trainer, "train_step", tracked_step)
-    return steps
+    return scale_loss_at(monkeypatch, 1e30)
 
 
 def test_fp16_overflow_skips_the_step_halves_the_scale_and_resumes_exactly(data, tmp_path, overflow_at,  # noqa: F811
@@ -119,7 +104,7 @@ def test_fp16_overflow_skips_the_step_halves_the_scale_and_resumes_exactly(data,
         "scale"] == 2.0**15
     crash["at"] = -1
     assert run(again, Ranks()) == 0
-    assert curve(tmp_path / "resumed") == curve(tmp_path / "whole")
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "whole")
     ours = torch_load(tmp_path / "resumed" / "checkpoints" / "step_0000008" / "optimizer.pt")
     theirs = torch_load(final / "optimizer.pt")
     assert all(torch.equal(ours["state"][k]["exp_avg"], theirs["state"][k]["exp_avg"]) for k in ours["state"])

@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 import trafilatura
 
 from bench.measure import Measure
+from model.base.files import atomic_write
 from pipeline.config import (
     ExtractConfig,
     LinksConfig,
@@ -72,7 +73,7 @@ from pipeline.extract.worker import IsolatedExtractor
 from pipeline.fetch.stage import INDEX_SCHEMA
 from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.links.stage import LINKS_SCHEMA
-from pipeline.runtime import atomic_write, dump_json
+from pipeline.runtime import dump_json
 from tests import pages  # the extraction test corpus: real layouts, known text
 
 # Page furniture of the sizes real article pages carry: most of a 50-300 KB page is scripts,

@@ -13,7 +13,7 @@ Ranks()).train_step()`` loop in this process, nothing else on the device. The co
 one micro-batch per step (``total_batch_tokens = micro_batch x block``: no accumulation), ``max_steps``
 100,000 and 1 warmup step so the learning-rate schedule is practically constant, no evaluation,
 checkpoint or log during the run. Data: llm.c shards of random GPT-2 token ids in a temporary folder
-(``bench.train.make_data``; header from ``pipeline.tokenize.header``), loaded by the trainer's own
+(``bench.train.make_data``; header from ``model.base.shards.header``), loaded by the trainer's own
 loader inside each step (pinned, asynchronous copies), as in training.
 
 Which models: by default ``gpt2``, ``gpt2-medium`` and the largest GPT-2 size whose estimate fits
@@ -87,10 +87,10 @@ from dataclasses import dataclass
 
 import torch
 
+from model.base.schema import validate
 from model.config import GPTConfig
 from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.memory import GIB, step_memory
-from pipeline.schema import validate
 from train.config import DataConfig, TrainConfig, compose
 from train.distributed import Ranks
 from train.loop import Trainer

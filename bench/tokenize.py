@@ -8,7 +8,7 @@ the corpus (``corpus/*.parquet``, zstd, row groups of ``publish.row_group_rows``
 same documents:
 
 - baseline: ``encode_ordinary`` in a loop, one thread, over the texts already in memory, with the
-  GPT-2 encoding ``model/tokenizer.py`` builds offline (built before timing);
+  GPT-2 encoding ``model/base/tokenizer.py`` builds offline (built before timing);
 - ours: the tokenize stage as a user runs it (``executor=local`` with ``--workers`` workers, the
   default ``tokenize`` config: 16 tasks, 0.5% to val): Parquet reads, encoding, the split, llm.c
   shards written. Its time is the tasks' own, from their completion markers (the first start to the
@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from bench.dedup import documents
 from bench.measure import Measure
-from model.tokenizer import gpt2_encoding
+from model.base.tokenizer import gpt2_encoding
 from pipeline.config import PublishConfig
 from pipeline.executor import LocalExecutor
 from pipeline.tokenize import TokenizeStage

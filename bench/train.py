@@ -3,7 +3,7 @@
     python bench/train.py [--model gpt2-mini] [--block-size 256] [--micro-batch 4] [--accum 1] [--steps 10]
                           [--warmup 2] [--device cpu] [--compile both|on|off]
 
-Data: llm.c shards made here in a temporary folder (header from ``pipeline.tokenize.header``, uint16
+Data: llm.c shards made here in a temporary folder (header from ``model.base.shards.header``, uint16
 tokens): a few hundred random "sentences" of GPT-2 token ids (the full 50,257-token vocabulary, so
 the whole embedding is used), each ending in ``<|endoftext|>``, repeated in random order: learnable,
 so the loss falls within a few steps.
@@ -63,12 +63,12 @@ import torch
 import torch.nn.functional as F
 
 from bench.measure import Measure
+from model.base.schema import validate
+from model.base.shards import header
 from model.config import GPTConfig
 from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.gpt2 import GPT
 from model.hf import hf_config, to_hf_state_dict
-from pipeline.schema import validate
-from pipeline.tokenize import header
 from tests.test_model_config import model_config
 from train.config import DataConfig, OptimConfig, TrainConfig
 from train.data import TrainLoader, Windows, shard_paths

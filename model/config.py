@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.schema import ConfigError, param
+from model.base.schema import ConfigError, param
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from pipeline.schema import cli_config, param
+from model.base.schema import cli_config, param
 
 
 @dataclass

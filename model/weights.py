@@ -8,38 +8,22 @@ its ``COMPLETE`` marker exists (written last). Loading never unpickles code: saf
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from model.base.files import atomic_folder
+from model.base.schema import validate
 from model.config import GPTConfig
 from model.gpt2 import GPT
-from pipeline.schema import validate
 
 WEIGHTS = "model.safetensors"
 CONFIG = "model.json"
 COMPLETE = "COMPLETE"
 HF_PREFIX = "hf:"
-
-
-@contextlib.contextmanager
-def atomic_folder(folder: str | Path) -> Iterator[Path]:
-    """A temporary folder to fill, renamed to ``folder`` (replacing it) once the block succeeds."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    yield tmp
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
 
 
 def save(model: GPT, folder: str | Path) -> Path:

@@ -14,12 +14,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from model.base.schema import ConfigError, load
 from pipeline import train_after
 from pipeline.config import PipelineConfig, register
 from pipeline.executor import make_executor
 from pipeline.registry import build
 from pipeline.runtime import StageError
-from pipeline.schema import ConfigError, load
 
 log = logging.getLogger("webtext.pipeline")
 register()

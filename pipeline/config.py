@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from pipeline.schema import ConfigError, param
+from model.base.schema import ConfigError, param
 
 # Every stage of the corpus, in data-flow order (docs/runtime.md, "Decisions"): the names a config may
 # give. pipeline.registry.STAGES gives each one's passes, in this order (checked there, at import).

@@ -21,10 +21,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from model.base.files import atomic_write
+from model.base.schema import to_yaml
 from pipeline import runtime
 from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
 from pipeline.runtime import Stage, StageError
-from pipeline.schema import to_yaml
 
 log = logging.getLogger("webtext.pipeline")
 
@@ -216,7 +217,7 @@ class SlurmExecutor(Executor):
     def _executor(self, submitit: Any, stage: Stage, after: str | None) -> Any:
         folder = stage.paths.slurm_logs
         folder.mkdir(parents=True, exist_ok=True)
-        runtime.atomic_write(folder / "config.yaml", to_yaml(stage.cfg))
+        atomic_write(folder / "config.yaml", to_yaml(stage.cfg))
         additional = {"kill-on-invalid-dep": "yes", **self.cfg.additional}
         if after is not None:
             additional["dependency"] = f"afterok:{after}"

@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.runtime import atomic_write
+from model.base.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

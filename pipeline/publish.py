@@ -41,6 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from model.base.files import atomic_write
+from model.base.schema import to_dict
 from pipeline.config import PublishConfig
 from pipeline.paths import StagePaths
 from pipeline.plots import plots
@@ -48,12 +50,10 @@ from pipeline.runtime import (
     Stage,
     StageError,
     TaskContext,
-    atomic_write,
     dump_json,
     read_json,
     require_complete,
 )
-from pipeline.schema import to_dict
 
 log = logging.getLogger("webtext.publish")
 CORPUS_SCHEMA = pa.schema([

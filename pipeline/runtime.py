@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from model.base.files import atomic_write
+from model.base.gate import hold_at_gate
+from model.base.schema import diff, to_dict, to_yaml
 from pipeline.config import PipelineConfig
 from pipeline.paths import StagePaths
-from pipeline.schema import diff, to_dict, to_yaml
 
 log = logging.getLogger("webtext.pipeline")
 T = TypeVar("T")
@@ -41,17 +43,6 @@ T = TypeVar("T")
 
 class StageError(RuntimeError):
     """A stage cannot run: missing inputs, a changed config, failed tasks. The message says why."""
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -339,33 +330,6 @@ def require_complete(upstream: StagePaths) -> None:
             f"input stage {upstream.stage} ({upstream.root}) is incomplete: tasks "
             f"{_ranges(missing)} of {tasks} have not finished; run it to completion first"
         )
-
-
-# Interruption tests (tests/helpers.py ``TaskGate``) act while a known task, training step or
-# checkpoint is known to be in progress, instead of betting on how long things take: CI machines are
-# shared, and a race that a quiet machine wins is lost on a busy one. Unset, as everywhere outside
-# the tests, the gate costs one environment lookup.
-TEST_GATE_ENV = "WEBTEXT_TASK_GATE"
-TEST_GATE_LIMIT_S = 600
-
-
-def hold_at_gate(stage: str, index: int) -> None:
-    """With ``$WEBTEXT_TASK_GATE`` naming a folder, announce this task there and obey its holds.
-
-    The task touches ``<stage>.<index>.started``; if ``<stage>.hold`` exists it then waits until
-    ``<stage>.<index>.go`` appears or the hold is removed (the whole stage released).
-    """
-    folder = os.environ.get(TEST_GATE_ENV)
-    if not folder:
-        return
-    gate = Path(folder)
-    (gate / f"{stage}.{index}.started").touch()
-    hold, go = gate / f"{stage}.hold", gate / f"{stage}.{index}.go"
-    deadline = time.monotonic() + TEST_GATE_LIMIT_S
-    while hold.exists() and not go.exists():
-        if time.monotonic() > deadline:  # the test that held it is gone: do not linger forever
-            raise StageError(f"task {index} of {stage} held at the test gate {gate} for too long")
-        time.sleep(0.005)
 
 
 def _ranges(numbers: list[int]) -> str:

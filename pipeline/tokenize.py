@@ -1,8 +1,8 @@
 """Tokenize: corpus text -> GPT-2 BPE token shards in llm.c's ``.bin`` format.
 
-Shard format (llm.c ``dev/data/data_common.py``): a header of 256 int32 (magic 20240520, version 1,
-token count, zeros), then the tokens as uint16. Every document is preceded by ``<|endoftext|>``
-(50256), as llm.c and modded-nanogpt write them, so shards made there train here and vice versa.
+The shard format (llm.c's, ``model/base/shards.py``) is shared with training: every document is
+preceded by ``<|endoftext|>`` (50256), as llm.c and modded-nanogpt write them, so shards made there
+train here and vice versa.
 
 Each document goes to train or val by a salted hash of its id, so the split does not depend on the
 task count or the order of files. Tasks take contiguous slices of the input's Parquet row groups;
@@ -19,37 +19,13 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow.parquet as pq
 
-from model.tokenizer import EOT_ID, gpt2_encoding
+from model.base.shards import header
+from model.base.tokenizer import EOT_ID, gpt2_encoding
 from pipeline.config import TokenizeConfig
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
-MAGIC = 20240520
-VERSION = 1
-HEADER_INTS = 256
-HEADER_BYTES = HEADER_INTS * 4
 EOT = np.array([EOT_ID], dtype=np.uint32)
-
-
-def header(num_tokens: int) -> np.ndarray:
-    head = np.zeros(HEADER_INTS, dtype=np.int32)
-    head[:3] = (MAGIC, VERSION, num_tokens)
-    return head
-
-
-def read_shard(path: str | Path) -> np.ndarray:
-    """The tokens of one llm.c shard, memory-mapped; raises ``ValueError`` naming what is wrong."""
-    path = Path(path)
-    head = np.fromfile(path, dtype=np.int32, count=HEADER_INTS)
-    if len(head) < HEADER_INTS or head[0] != MAGIC:
-        raise ValueError(f"{path}: not an llm.c token shard (magic {head[:1]} != {MAGIC})")
-    if head[1] != VERSION:
-        raise ValueError(f"{path}: shard version {head[1]}, expected {VERSION}")
-    num_tokens = int(head[2])
-    expected = HEADER_BYTES + 2 * num_tokens
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, header promises {expected}")
-    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
 
 
 class ShardWriter:

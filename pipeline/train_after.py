@@ -22,9 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model.base.files import atomic_write
 from pipeline.config import PipelineConfig
 from pipeline.paths import StagePaths
-from pipeline.runtime import StageError, atomic_write, require_complete
+from pipeline.runtime import StageError, require_complete
 
 log = logging.getLogger("webtext.pipeline")
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.tokenizer import EOT_ID, gpt2_encoding
+from model.base.gate import TEST_GATE_ENV
+from model.base.schema import validate
+from model.base.shards import read_shard
+from model.base.tokenizer import EOT_ID, gpt2_encoding
 from pipeline.config import (
     LocalExecutorConfig,
     PipelineConfig,
@@ -22,9 +25,7 @@ from pipeline.config import (
     TokenizeConfig,
 )
 from pipeline.executor import LocalExecutor
-from pipeline.runtime import TEST_GATE_ENV
-from pipeline.schema import validate
-from pipeline.tokenize import TokenizeStage, read_shard
+from pipeline.tokenize import TokenizeStage
 from tests.conftest import REPO
 
 
@@ -61,8 +62,8 @@ def documents(stream: np.ndarray) -> list[str]:
 class TaskGate:
     """Holds pipeline tasks at their start, so a test acts while a known task is known to be running.
 
-    The runtime obeys it when ``$WEBTEXT_TASK_GATE`` names its folder (``runtime.hold_at_gate``): every
-    task announces itself, and a task of a held stage waits until the test releases it.
+    The runtime obeys it when ``$WEBTEXT_TASK_GATE`` names its folder (``model.base.gate.hold_at_gate``):
+    every task announces itself, and a task of a held stage waits until the test releases it.
     """
 
     def __init__(self, folder: Path, hold: tuple[str, ...] = ()) -> None:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.base.schema import validate
 from pipeline import runtime
 from pipeline.fetch import ccindex
 from pipeline.fetch.ccindex import (
@@ -30,7 +31,6 @@ from pipeline.links.rules import partition_of
 from pipeline.paths import StagePaths
 from pipeline.runtime import StageError
 from pipeline.sample.archive import FakeArchives
-from pipeline.schema import validate
 from tests.cc_index import (
     CRAWLS,
     DAY,

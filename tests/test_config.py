@@ -9,10 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from model.base.schema import ConfigError, from_hydra, validate
 from model.config import GPTConfig
 from pipeline import config as pipeline_config
 from pipeline.config import LocalExecutorConfig, PipelineConfig, TokenizeConfig
-from pipeline.schema import ConfigError, from_hydra, validate
 from tests.conftest import REPO, run_cli
 from train import config as train_config
 from train.config import TrainConfig

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.base.schema import validate
 from pipeline.config import (
     DedupConfig,
     LinksConfig,
@@ -22,7 +23,6 @@ from pipeline.executor import LocalExecutor
 from pipeline.extract.stage import DOCS_SCHEMA, doc_id
 from pipeline.registry import build
 from pipeline.runtime import StageError
-from pipeline.schema import validate
 
 SHARDS = 3
 

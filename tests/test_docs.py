@@ -5,7 +5,7 @@ The command lines of README.md and docs/*.md that run ``python -m pipeline``, ``
 and ``python -m model.export`` are read as bash reads them (fenced and indented code blocks, lines
 joined at a trailing backslash, and inline code that starts with one of those commands), split with
 shlex, and given to the program's own parsing: Hydra composes them onto ``conf/`` as the entry
-point does, and the schemas validate the result (``pipeline.schema.from_hydra``; the training job of
+point does, and the schemas validate the result (``model.base.schema.from_hydra``; the training job of
 ``train_after`` through ``train.config.compose``, as the pipeline checks it before any stage runs).
 A doc line that would fail on a user's shell (a value with spaces not quoted for Hydra, a key that
 needs ``+``, a placeholder such as ``[CC-MAIN-2017-13,...]``) fails here.
@@ -30,11 +30,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from model.base.schema import ConfigError, from_hydra, parse_cli
 from model.export import ExportConfig
 from pipeline import config as pipeline_config
 from pipeline.config import PipelineConfig
 from pipeline.sample import domains
-from pipeline.schema import ConfigError, from_hydra, parse_cli
 from pipeline.train_after import train_overrides
 from tests.conftest import REPO
 from train import config as train_config

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.base.tokenizer import VOCAB_SIZE, gpt2_encoding
 from model.config import GPTConfig
 from model.gpt2 import GPT
-from model.tokenizer import VOCAB_SIZE, gpt2_encoding
 from train import hellaswag
 from train.hellaswag import Example, evaluate, read_examples, render, score_candidates
 

@@ -1,7 +1,15 @@
-"""Imports point one way: no module of the project reaches itself again through its imports.
+"""Imports point one way: no module of the project reaches itself again through its imports, and
+the layers (docs/architecture.md) are only imported downwards:
 
-Function-level imports count (a cycle hidden in a function is still a cycle); imports under
-``if TYPE_CHECKING:`` do not, since they never run.
+    pipeline/          train/        the two apps: neither imports the other
+        |              /    |
+        |         model/    |        the network, its weights, Hugging Face, export, FLOPs, memory
+        |        /          |
+        model/base/                  shared base: config schema, tokenizer, token shards, atomic
+                                     writes, the test gate; imports nothing else of the project
+
+Function-level imports count (a cycle or a layer breach hidden in a function is still one); imports
+under ``if TYPE_CHECKING:`` do not, since they never run.
 """
 
 from __future__ import annotations
@@ -10,6 +18,29 @@ import grimp
 import pytest
 
 PACKAGES = ("pipeline", "model", "train")
+
+# Each module belongs to the layer of its longest matching prefix.
+LAYERS = {"model.base": "base", "model": "model", "pipeline": "pipeline", "train": "train"}
+# What each layer may import besides itself.
+MAY_IMPORT = {"base": set(), "model": {"base"}, "pipeline": {"base"}, "train": {"model", "base"}}
+
+
+def layer_of(module: str, layers: dict[str, str]) -> str:
+    prefixes = [p for p in layers if module == p or module.startswith(p + ".")]
+    return layers[max(prefixes, key=len)]
+
+
+def layer_breaches(graph: grimp.ImportGraph, layers: dict[str, str],
+                   may_import: dict[str, set[str]]) -> list[str]:
+    """Every import from a module into a layer its own layer may not import, as "a -> b"."""
+    breaches = []
+    for importer in sorted(graph.modules):
+        here = layer_of(importer, layers)
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            there = layer_of(imported, layers)
+            if there != here and there not in may_import[here]:
+                breaches.append(f"{importer} ({here}) -> {imported} ({there})")
+    return breaches
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -66,6 +97,24 @@ def test_no_module_of_the_project_is_in_an_import_cycle():
     assert len(graph.modules) > 50, "the whole project was read"
     cycles = import_cycles(graph)
     assert not cycles, "\n".join(describe(graph, c) for c in cycles)
+
+
+def test_every_layer_imports_only_the_layers_below_it():
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True, cache_dir=None)
+    assert {layer_of(m, LAYERS) for m in graph.modules} == set(MAY_IMPORT), "every layer has modules"
+    breaches = layer_breaches(graph, LAYERS, MAY_IMPORT)
+    assert not breaches, "imports against the layers (docs/architecture.md):\n" + "\n".join(breaches)
+
+
+def test_the_layer_check_finds_an_import_upwards_in_a_function(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    for package, source in {"lower": "def late():\n    import upper.app\n", "upper": "import lower.core\n"}.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / ("core.py" if package == "lower" else "app.py")).write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = grimp.build_graph("lower", "upper", exclude_type_checking_imports=True, cache_dir=None)
+    breaches = layer_breaches(graph, {"lower": "base", "upper": "app"}, {"base": set(), "app": {"base"}})
+    assert breaches == ["lower.core (base) -> upper.app (app)"]
 
 
 def test_the_check_finds_a_cycle_through_a_function_level_import(tmp_path, monkeypatch: pytest.MonkeyPatch):

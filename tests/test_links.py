@@ -325,10 +325,10 @@ def planted(tmp_path_factory):
 
 
 def run_links(workdir: Path, files: list[Path], **links) -> list:
+    from model.base.schema import validate
     from pipeline.config import LocalExecutorConfig, PipelineConfig, PushshiftSourceConfig
     from pipeline.executor import LocalExecutor
     from pipeline.registry import build
-    from pipeline.schema import validate
 
     cfg = PipelineConfig(workdir=str(workdir), stages=["links"], executor=LocalExecutorConfig(workers=2),
                          source=PushshiftSourceConfig(files=[str(f) for f in files]),

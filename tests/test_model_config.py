@@ -3,8 +3,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from model.base.schema import ConfigError, validate
 from model.config import GPTConfig
-from pipeline.schema import ConfigError, validate
 from tests.conftest import REPO
 from train.config import register
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 import zstandard
 
+from model.base.schema import validate
 from pipeline.config import (
     DedupConfig,
     LinksConfig,
@@ -32,7 +33,6 @@ from pipeline.paths import StagePaths
 from pipeline.publish import Piece, plan_shards, task_shards
 from pipeline.registry import build
 from pipeline.runtime import StageError, completed_tasks
-from pipeline.schema import validate
 from tests.conftest import REPO, WORDS, stage_outputs
 from tests.helpers import TaskGate, kill_part_way
 from tests.test_dedup_stage import SHARDS, planted_docs, write_docs

@@ -12,8 +12,8 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from model import hf, weights
+from model.base.tokenizer import EOT_ID, gpt2_encoding
 from model.config import GPTConfig
-from model.tokenizer import EOT_ID, gpt2_encoding
 from tests.conftest import REPO
 from tests.test_model import random_model
 from train.sample import encode_prompt, generate, main, pick

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.base.shards import read_shard
 from pipeline.config import SlurmExecutorConfig
 from pipeline.executor import SlurmExecutor
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
-from pipeline.tokenize import TokenizeStage, read_shard
+from pipeline.tokenize import TokenizeStage
 from tests.conftest import make_corpus, run_cli, stage_outputs
 from tests.helpers import pipeline_config, run_batch_job
 

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.tokenize import HEADER_BYTES, MAGIC, header, in_val_split, read_shard
+from model.base.shards import HEADER_BYTES, MAGIC, header, read_shard
+from pipeline.tokenize import in_val_split
 from tests.conftest import make_corpus
 from tests.helpers import documents, run_tokenize, token_stream
 
@@ -90,7 +91,7 @@ def test_read_shard_rejects_damage(tmp_path):
 def test_tokens_are_tiktokens_encode_ordinary_with_special_text_as_plain_text(tmp_path):
     import pyarrow as pa
 
-    from model.tokenizer import EOT_ID, gpt2_encoding
+    from model.base.tokenizer import EOT_ID, gpt2_encoding
 
     texts = ["Plain English, with numbers 1,024 and punctuation!", "a <|endoftext|> inside the text",
              "Ünïcödé — “quotes”, emoji 🙂, 中文 and a tab\there", "  leading and trailing spaces  "]

@@ -1,4 +1,4 @@
-from model.tokenizer import EOT_ID, VOCAB_SIZE, bpe_files_dir, gpt2_encoding
+from model.base.tokenizer import EOT_ID, VOCAB_SIZE, bpe_files_dir, gpt2_encoding
 
 
 def test_known_tokens():

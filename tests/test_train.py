@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from pipeline.tokenize import header
+from model.base.shards import header
 from tests.conftest import REPO
 from tests.helpers import TaskGate, kill_part_way
 
@@ -133,7 +133,7 @@ def test_a_checkpoint_of_another_shape_is_refused(data, clean, tmp_path):
 @pytest.mark.slow
 def test_gpt2_tiny_on_real_text_then_export_and_sample(tmp_path):
     """The acceptance a user runs first: train gpt2-tiny on text, export it, sample from it."""
-    from model.tokenizer import EOT_ID, gpt2_encoding
+    from model.base.tokenizer import EOT_ID, gpt2_encoding
     from pipeline.sample import documents
 
     enc = gpt2_encoding()
@@ -241,8 +241,8 @@ def torch_load(path: Path) -> dict:
 
 
 def in_process_config(data: Path, out: Path, **overrides):
+    from model.base.schema import validate
     from model.config import GPTConfig
-    from pipeline.schema import validate
     from train.config import DataConfig, OptimConfig, TrainConfig
 
     model = GPTConfig(name="t", n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=VOCAB)

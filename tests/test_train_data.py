@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tokenize import header
+from model.base.shards import header
 from train.data import TrainLoader, Windows, shard_paths, val_indices
 
 BLOCK = 8

@@ -16,7 +16,7 @@ import hydra
 import torch.distributed as dist
 from omegaconf import DictConfig
 
-from pipeline.schema import load
+from model.base.schema import load
 from train import preflight
 from train.config import TrainConfig, register
 from train.distributed import setup_distributed

@@ -139,6 +139,6 @@ MUST_MATCH = ("model", "data", "seed", "total_batch_tokens")
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    from pipeline.schema import diff
+    from model.base.schema import diff
 
     return diff({k: saved.get(k) for k in MUST_MATCH}, {k: current.get(k) for k in MUST_MATCH})

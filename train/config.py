@@ -9,8 +9,8 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from model.base.schema import ConfigError, param
 from model.config import GPTConfig
-from pipeline.schema import ConfigError, param
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -108,7 +108,7 @@ def compose(overrides: list[str]) -> TrainConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from pipeline.schema import from_hydra
+    from model.base.schema import from_hydra
 
     register()
     with initialize_config_dir(config_dir=str(CONF), version_base=None):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.tokenize import read_shard
+from model.base.shards import read_shard
 
 
 def shard_paths(folder: str | Path, pattern: str) -> list[Path]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from pipeline.schema import ConfigError
+from model.base.schema import ConfigError
 
 
 @dataclass

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from model.base.tokenizer import VOCAB_SIZE, gpt2_encoding
 from model.gpt2 import GPT
-from model.tokenizer import VOCAB_SIZE, gpt2_encoding
 from train.data import Windows
 from train.sample import encode_prompt, generate
 

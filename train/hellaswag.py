@@ -37,7 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from model.tokenizer import gpt2_encoding
+from model.base.tokenizer import gpt2_encoding
 
 NUM_ENDINGS = 4
 PAD_ID = 0  # any id would do: padding is masked out and, the model being causal, never read

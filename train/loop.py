@@ -27,11 +27,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from model import weights
+from model.base.gate import hold_at_gate
+from model.base.schema import to_dict
 from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, step_memory
-from pipeline.runtime import hold_at_gate
-from pipeline.schema import to_dict
 from train import checkpoint as ckpt
 from train.config import TrainConfig
 from train.data import TrainLoader, Windows, shard_paths, val_indices

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING
 
+from model.base.schema import ConfigError, cli_config, param
+from model.base.tokenizer import EOT_ID, gpt2_encoding
 from model.gpt2 import GPT
-from model.tokenizer import EOT_ID, gpt2_encoding
-from pipeline.schema import ConfigError, cli_config, param
 
 log = logging.getLogger("webtext.sample")
 

@@ -36,11 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.base.schema import to_dict
 from pipeline.config import DedupConfig
 from pipeline.dedup.minhash import MinHasher, band_hashes, lsh_params, normalize, shingle_hashes
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
-from pipeline.schema import to_dict
 
 U64 = np.uint64
 NONE = (1 << 63)  # the rank of a document without the field the rank is made of

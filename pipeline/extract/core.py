@@ -17,7 +17,7 @@ import trafilatura
 from trafilatura.meta import reset_caches
 from trafilatura.settings import use_config
 
-from model.tokenizer import gpt2_encoding
+from model.base.tokenizer import gpt2_encoding
 from pipeline.config import ExtractConfig
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE)

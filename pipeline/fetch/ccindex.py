@@ -45,13 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from model.base.schema import diff
 from pipeline.config import FetchConfig, PipelineConfig
 from pipeline.fetch.archive import nearest
 from pipeline.links.rules import UrlError, normalize_url, partition_of
 from pipeline.links.stage import require_links
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
-from pipeline.schema import diff
 
 # One row per link with a capture in the window: where its WARC record lies in Common Crawl.
 CAPTURE_SCHEMA = pa.schema([

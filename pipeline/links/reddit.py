@@ -53,9 +53,10 @@ from praw.config import Config
 from praw.exceptions import MissingRequiredAttributeException, PRAWException
 from prawcore.const import ACCESS_TOKEN_PATH
 
+from model.base.files import atomic_write
+from model.base.schema import ConfigError
 from pipeline.config import RedditSourceConfig
-from pipeline.runtime import StageError, atomic_write
-from pipeline.schema import ConfigError
+from pipeline.runtime import StageError
 
 DEFAULT_USER_AGENT = "webtext/0.1 (WebText-style corpus builder; set source.user_agent with your contact)"
 LISTINGS = ("new", "top", "hot")

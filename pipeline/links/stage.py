@@ -27,12 +27,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.base.schema import to_dict
 from pipeline.config import LinksConfig, PushshiftSourceConfig, RedditSourceConfig
 from pipeline.links.dumps import DumpReadError, decode_line, iter_blocks, iter_lines
 from pipeline.links.rules import Link, Rules, as_int, partition_of
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
-from pipeline.schema import to_dict
 
 log = logging.getLogger("webtext.links")
 

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
 
-from model.base.schema import ConfigError, param
+from model.base.schema import ConfigError, hydra_help, param
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# The config groups of conf/ that python -m pipeline reads, as --help lists them (tests/test_help.py
+# checks that every group of conf/ is one app's); train/config.py's GROUPS are the others.
+GROUPS = ("executor", "source", "links")
 
 # Every stage of the corpus, in data-flow order (docs/runtime.md, "Decisions"): the names a config may
 # give. pipeline.registry.STAGES gives each one's passes, in this order (checked there, at import).
@@ -441,9 +447,12 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore  # here: workers import this module, not Hydra
 
     cs = ConfigStore.instance()
+    # at the root, not in conf/'s groups (whose files name them: /links_schema@_here_), so no schema
+    # is offered as a group option
     cs.store(name="pipeline_schema", node=PipelineConfig)
-    cs.store(group="executor", name="local_schema", node=LocalExecutorConfig)
-    cs.store(group="executor", name="slurm_schema", node=SlurmExecutorConfig)
-    cs.store(group="source", name="pushshift_schema", node=PushshiftSourceConfig)
-    cs.store(group="source", name="reddit_schema", node=RedditSourceConfig)
-    cs.store(group="links", name="links_schema", node=LinksConfig)
+    cs.store(name="local_executor_schema", node=LocalExecutorConfig)
+    cs.store(name="slurm_executor_schema", node=SlurmExecutorConfig)
+    cs.store(name="pushshift_source_schema", node=PushshiftSourceConfig)
+    cs.store(name="reddit_source_schema", node=RedditSourceConfig)
+    cs.store(name="links_schema", node=LinksConfig)
+    cs.store(group="hydra/help", name="pipeline", node=hydra_help("python -m pipeline", CONF, GROUPS))

@@ -16,7 +16,8 @@ of the shards is empty finish at once.
 
 When every task is done, the driver writes ``manifest.json`` (totals, shards with sha256, the
 resolved config, every stage's stats: the funnel from submissions to documents), the dataset card
-``README.md`` (a YAML header that ``datasets`` and the Hugging Face Hub read) and plots as PNG.
+``README.md`` (``templates/dataset_card.md`` filled from them: a YAML header that ``datasets`` and the
+Hugging Face Hub read, then the text) and plots as PNG.
 Domains are partitioned by host upstream, so a domain's documents all come from one input
 partition: its count, summed over the tasks that read that partition, is exact, and so is the top list.
 """
@@ -28,8 +29,9 @@ import hashlib
 import io
 import logging
 import math
+import string
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import accumulate
@@ -445,116 +447,79 @@ def sources_table(documents: dict[str, int], stages: dict[str, dict[str, Any]]) 
     return [{"source": n, "pages": pages.get(n, 0), "documents": documents.get(n, 0)} for n in names]
 
 
+CARD_TEMPLATE = Path(__file__).with_name("templates") / "dataset_card.md"
+
+
 def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
     """The dataset card: a YAML header the Hub reads, then what the corpus is and how it was made."""
+    template = string.Template(CARD_TEMPLATE.read_text(encoding="utf-8"))
+    return template.substitute(card_values(manifest, cfg))
+
+
+def card_values(manifest: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """What fills the card's placeholders: the corpus's numbers, how it was built, its caveats."""
+    return {**_corpus_values(manifest), **_build_values(cfg), **_caveat_values(manifest)}
+
+
+def _corpus_values(manifest: dict[str, Any]) -> dict[str, Any]:
     months = [m for m in manifest["months"] if m != "unknown"]
-    span = f"{months[0]} to {months[-1]}" if months else "unknown"
+    top = list(manifest["top_domains"].items())[:20]
+    return {
+        "size_category": _size_category(manifest["documents"]), "documents": f"{manifest['documents']:,}",
+        "tokens": f"{manifest['tokens']:,}", "bytes": f"{manifest['bytes']:,}",
+        "shards": len(manifest["shards"]), "domains": f"{manifest['domains']:,}",
+        "span": f"{months[0]} to {months[-1]}" if months else "unknown",
+        "funnel": _table(_funnel_row(row) for row in manifest["funnel"]),
+        "sources": _table((row["source"], f"{row['pages']:,}", f"{row['documents']:,}")
+                          for row in manifest.get("sources", [])),
+        "top_domains": _table((domain, f"{n:,}") for domain, n in top),
+    }
+
+
+def _build_values(cfg: Any) -> dict[str, Any]:
+    return {
+        "languages": "\n".join(f"- {lang}" for lang in (cfg.extract.languages or ["multilingual"])),
+        "min_score": cfg.links.min_score, "archive_fetch": _archive_fetch(cfg),
+        "language_filter": ", ".join(cfg.extract.languages or []) or "any",
+        "min_tokens": cfg.extract.min_tokens, "quality": cfg.extract.quality,
+        "threshold": cfg.dedup.threshold, "ngram": cfg.dedup.ngram, "num_perm": cfg.dedup.num_perm,
+        "keep": cfg.dedup.keep,
+    }
+
+
+def _caveat_values(manifest: dict[str, Any]) -> dict[str, Any]:
     flagged = manifest["stages"].get("links", {}).get("flagged_months", [])
-    funnel_lines = "\n".join(
-        f"| {row['stage']} | {row['kept']:,} | "
-        f"{', '.join(f'{k}: {v:,}' for k, v in sorted(row['dropped'].items())) or '-'} |"
-        for row in manifest["funnel"])
-    domains = "\n".join(f"| {d} | {n:,} |" for d, n in list(manifest["top_domains"].items())[:20])
-    sources = "\n".join(f"| {row['source']} | {row['pages']:,} | {row['documents']:,} |"
-                        for row in manifest.get("sources", []))
-    archives = cfg.fetch.archives()
     archived = sum(r["documents"] for r in manifest.get("sources", []) if r["source"] != "live")
-    fetch_line = ("each URL fetched politely (robots.txt, per-host delay), never private addresses; raw\n"
-                  "   responses kept as WARC.")
-    if archives:
-        when = ("For dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
-                else "For every link")
-        names = " then ".join(ARCHIVE_NAMES.get(a, a) for a in archives)
-        fetch_line += (f"\n   {when}, the capture nearest the submission time (within "
-                       f"{cfg.fetch.archive_window_days:g} days)\n   was taken from {names}, under the same "
-                       "guards.")
-    archived_note = "" if not archived else (
-        "; 1 document is an archived capture" if archived == 1 else
-        f"; {archived:,} documents are archived captures") + " from near the submission time"
-    min_score = cfg.links.min_score
-    languages = "\n".join(f"- {lang}" for lang in (cfg.extract.languages or ["multilingual"]))
-    return f"""---
-pretty_name: webtext
-language:
-{languages}
-license: other
-task_categories:
-- text-generation
-size_categories:
-- {_size_category(manifest['documents'])}
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: "part-*.parquet"
----
+    return {
+        "flagged_months": f"Months flagged by the links stage: {', '.join(flagged)}." if flagged
+        else "No month was flagged.",
+        "pages": "Live pages" if archived else "Pages",
+        "archived_note": "" if not archived else (
+            "; 1 document is an archived capture" if archived == 1 else
+            f"; {archived:,} documents are archived captures") + " from near the submission time",
+    }
 
-# webtext
 
-A WebText-style corpus: the pages that Reddit submissions with a score of at least {min_score} link to,
-fetched, their main text extracted, filtered and deduplicated, built with the webtext pipeline
-(`python -m pipeline`).
+def _table(rows: Iterable[tuple[Any, ...]]) -> str:
+    """Markdown table rows, one a line."""
+    return "\n".join(f"| {' | '.join(map(str, row))} |" for row in rows)
 
-- **Documents:** {manifest['documents']:,}; **GPT-2 tokens:** {manifest['tokens']:,}; **Parquet bytes:**
-  {manifest['bytes']:,} in {len(manifest['shards'])} shards (`part-*.parquet`, sha256 in `manifest.json`).
-- **Submissions from:** {span}. **Domains:** {manifest['domains']:,}.
-- **Columns:** `id` (hash of the normalized URL), `url`, `domain`, `title`, `text`, `subreddit` (of the
-  best-scored submission), `subreddits`, `score`, `n_submissions`, `created_utc` (first submission),
-  `date`, `author`, `lang`, `lang_score`, `n_chars`, `n_tokens`, `fetched_at`, `source` (live,
-  wayback or commoncrawl), `archived_at` (when the archive captured the page; null for live pages).
 
-```python
-from datasets import load_dataset
-ds = load_dataset("parquet", data_files="corpus/part-*.parquet", split="train")
-```
+def _funnel_row(row: dict[str, Any]) -> tuple[str, str, str]:
+    dropped = ", ".join(f"{k}: {v:,}" for k, v in sorted(row["dropped"].items()))
+    return row["stage"], f"{row['kept']:,}", dropped or "-"
 
-## How it was built
 
-1. **links**: URLs of link submissions with score >= {min_score}, normalized and deduplicated.
-2. **fetch**: {fetch_line}
-3. **extract**: main text with trafilatura; language ({', '.join(cfg.extract.languages or []) or 'any'}),
-   length (>= {cfg.extract.min_tokens} GPT-2 tokens) and quality ({cfg.extract.quality}) filters.
-4. **dedup**: exact duplicates, then MinHash LSH near-duplicates (Jaccard >= {cfg.dedup.threshold} of word
-   {cfg.dedup.ngram}-grams, {cfg.dedup.num_perm} permutations); the {cfg.dedup.keep} document of a
-   cluster is kept.
-
-The full resolved configuration and every stage's statistics are in `manifest.json`.
-
-## Funnel
-
-| stage | kept | dropped, by reason |
-| --- | --- | --- |
-{funnel_lines}
-
-Where the pages came from:
-
-| source | pages fetched | documents |
-| --- | --- | --- |
-{sources}
-
-## Top domains
-
-| domain | documents |
-| --- | --- |
-{domains}
-
-Plots: `documents_per_month.png`, `top_domains.png`, `length_histogram.png`, `funnel.png`.
-
-## Caveats
-
-- Reddit scores in Pushshift dumps were captured when the dumps were made; for some months that was
-  seconds after posting, so few submissions reach the score bar.
-  {'Months flagged by the links stage: ' + ', '.join(flagged) + '.' if flagged else 'No month was flagged.'}
-- {'Live pages' if archived else 'Pages'} are as fetched when this corpus was built, not as they were when
-  submitted{archived_note}.
-- Language identification and quality filters are statistical and make mistakes.
-
-## License
-
-The texts belong to their authors and publishers; this corpus is distributed for research on the
-same terms as WebText and OpenWebText: check the rights that apply to you before using or sharing it.
-The metadata and the code that built it are the project's.
-"""
+def _archive_fetch(cfg: Any) -> str:
+    """The fetch step's sentence on web archives, where any are used."""
+    archives = cfg.fetch.archives()
+    if not archives:
+        return ""
+    when = ("For dead links (no such host, no answer, 404, 410, 5xx, ...)" if cfg.fetch.prefer == "live"
+            else "For every link")
+    names = " then ".join(ARCHIVE_NAMES.get(a, a) for a in archives)
+    return (f"\n   {when}, the capture nearest the submission time (within "
+            f"{cfg.fetch.archive_window_days:g} days)\n   was taken from {names}, under the same guards.")
 
 
 def _size_category(documents: int) -> str:

@@ -1302,10 +1302,9 @@ def layout_divsoup(site: Site, story: Story, related: list[str], breaks: bool = 
     return _html(story.lang, _head(site, story), body)
 
 
-def layout_blog(site: Site, story: Story, related: list[str]) -> str:
-    """A WordPress-like single post: ``#masthead``, ``.entry-content``, threaded ``#comments`` with a
-    reply form, a ``#secondary`` widget sidebar and a cookie plugin bar at the end of the body."""
-    comments = "\n".join(
+def _blog_comments(story: Story) -> str:
+    """WordPress's threaded comments: ``.comment-body`` with author, time and a reply link."""
+    return "\n".join(
         f'<li class="comment even depth-1" id="comment-{i + 1}"><article class="comment-body">'
         f'<footer class="comment-meta"><div class="comment-author vcard"><b class="fn">{_esc(user)}</b> '
         f'<span class="says">says:</span></div><div class="comment-metadata"><time>'
@@ -1314,6 +1313,11 @@ def layout_blog(site: Site, story: Story, related: list[str]) -> str:
         f'<div class="reply"><a rel="nofollow" class="comment-reply-link" href="#respond">Reply</a></div>'
         f"</article></li>"
         for i, (user, text) in enumerate(story.comments))
+
+
+def layout_blog(site: Site, story: Story, related: list[str]) -> str:
+    """A WordPress-like single post: ``#masthead``, ``.entry-content``, threaded ``#comments`` with a
+    reply form, a ``#secondary`` widget sidebar and a cookie plugin bar at the end of the body."""
     body = f"""<div id="page" class="site">
 <a class="skip-link screen-reader-text" href="#primary">Skip to content</a>
 <header id="masthead" class="site-header"><div class="site-branding">
@@ -1341,7 +1345,7 @@ def layout_blog(site: Site, story: Story, related: list[str]) -> str:
 <div id="comments" class="comments-area"><h2 class="comments-title">{len(story.comments)} thoughts on
 “{_esc(story.title)}”</h2>
 <ol class="comment-list">
-{comments}
+{_blog_comments(story)}
 </ol>
 <div id="respond" class="comment-respond"><h3 id="reply-title" class="comment-reply-title">Leave a Reply</h3>
 <form action="/wp-comments-post.php" method="post" id="commentform" class="comment-form">

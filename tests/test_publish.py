@@ -9,7 +9,10 @@ import random
 import subprocess
 import sys
 from collections import Counter
+from fnmatch import fnmatch
+from importlib import resources
 from pathlib import Path
+from string import Template
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,7 +33,7 @@ from pipeline.executor import LocalExecutor
 from pipeline.extract.stage import DOCS_SCHEMA, doc_id
 from pipeline.links.rules import partition_of
 from pipeline.paths import StagePaths
-from pipeline.publish import Piece, plan_shards, task_shards
+from pipeline.publish import Piece, card_values, plan_shards, task_shards
 from pipeline.registry import build
 from pipeline.runtime import StageError, completed_tasks
 from tests.conftest import REPO, WORDS, stage_outputs
@@ -120,6 +123,22 @@ def test_dataset_card_and_plots(published) -> None:
     assert "exact_duplicate: 24" in card and "belong to their authors" in card
     for name in ("documents_per_month.png", "top_domains.png", "length_histogram.png", "funnel.png"):
         assert (corpus / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_the_card_template_ships_and_fills_every_placeholder(published) -> None:
+    workdir, _, _ = published
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch("templates/dataset_card.md", glob) for glob in package_data["pipeline"])
+    text = (resources.files("pipeline") / "templates" / "dataset_card.md").read_text(encoding="utf-8")
+    matches = list(Template.pattern.finditer(text))
+    assert not [m.group() for m in matches if m.group("invalid") is not None]
+    names = {m.group("named") or m.group("braced") for m in matches if m.group("escaped") is None}
+    values = card_values(json.loads((workdir / "corpus" / "manifest.json").read_text()), PipelineConfig())
+    assert names == set(values)  # every placeholder has a value, every value a placeholder
+    assert "$" not in Template(text).substitute(values)
+    with pytest.raises(KeyError, match="funnel"):
+        Template(text).substitute({k: v for k, v in values.items() if k != "funnel"})
 
 
 # --- shard sizes follow the corpus, not the partitions --------------------------------------------

@@ -9,10 +9,13 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from model.base.schema import ConfigError, param
+from model.base.schema import ConfigError, hydra_help, param
 from model.config import GPTConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+# The config groups of conf/ that python -m train reads, as --help lists them (tests/test_help.py
+# checks that every group of conf/ is one app's); pipeline/config.py's GROUPS are the others.
+GROUPS = ("model", "hydra/launcher")
 
 
 @dataclass
@@ -99,8 +102,10 @@ def register() -> None:
     # them with it), for the launcher's setup line
     OmegaConf.register_new_resolver("python", lambda: sys.executable, replace=True)
     cs = ConfigStore.instance()
+    # at the root, not in conf/'s groups, so no schema is offered as a group option
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="model", name="gpt_schema", node=GPTConfig)
+    cs.store(name="gpt_schema", node=GPTConfig)  # conf/model/*.yaml: /gpt_schema@model (or @_here_)
+    cs.store(group="hydra/help", name="train", node=hydra_help("python -m train", CONF, GROUPS))
 
 
 def compose(overrides: list[str]) -> TrainConfig:

@@ -18,12 +18,32 @@ import dataclasses
 import sys
 import typing
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 T = TypeVar("T")
+
+# An app's ``--help``: Hydra's default one but for the group list, which is the app's own (Hydra's
+# $APP_CONFIG_GROUPS lists every group of the search path, the other app's too).
+HELP_TEMPLATE = """${hydra.help.header}
+== Configuration groups ==
+Compose your configuration from those groups (group=option)
+
+%s
+
+== Config ==
+Override anything in the config (foo.bar=value)
+
+$CONFIG
+
+== Flags ==
+$FLAGS_HELP
+
+${hydra.help.footer}
+"""
 
 
 class ConfigError(ValueError):
@@ -210,3 +230,20 @@ def cli_config(argv: list[str], schema: type[T], prog: str) -> T:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def group_options(conf: Path, groups: Iterable[str]) -> dict[str, list[str]]:
+    """Each config group with its options: the YAML files of its folder under ``conf``."""
+    return {group: sorted(p.stem for p in (conf / group).glob("*.yaml")) for group in groups}
+
+
+def hydra_help(app_name: str, conf: Path, groups: Iterable[str]) -> dict[str, str]:
+    """A ``hydra/help`` node whose ``--help`` lists ``groups`` only, with their options."""
+    listed = "\n".join(f"{group}: {', '.join(options)}"
+                       for group, options in group_options(conf, groups).items())
+    return {
+        "app_name": app_name,
+        "header": "${hydra.help.app_name} is powered by Hydra.\n",
+        "footer": "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help\n",
+        "template": HELP_TEMPLATE % listed.replace("$", "$$"),
+    }

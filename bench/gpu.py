@@ -5,7 +5,7 @@ For the GPT-2 sizes on one CUDA device; ``--smoke`` runs the same code on the CP
     python bench/gpu.py [--models gpt2,gpt2-medium,gpt2-xl] [--compile both|on|off] [--steps 30]
                         [--warmup 3] [--micro-batch N] [--json gpu_bench.json] [--smoke]
 
-What runs: for each model and each compile setting (off, then on), one ``train.loop.Trainer(cfg,
+What runs: for each model and each compile setting (off, then on), one ``train.loop.build(cfg,
 Ranks()).train_step()`` loop in this process, nothing else on the device. The config is the recipe
 ``python -m train model=NAME`` composes (conf/train.yaml and conf/model/NAME.yaml, through
 ``train.config.compose``), with the benchmark's fields replaced and validated again: ``device=cuda``,
@@ -93,7 +93,7 @@ from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.memory import GIB, step_memory
 from train.config import DataConfig, TrainConfig, compose
 from train.distributed import Ranks
-from train.loop import Trainer
+from train.loop import build
 
 log = logging.getLogger("webtext.bench.gpu")
 
@@ -236,7 +236,7 @@ def write_data(folder: Path, min_tokens: int) -> None:
 def timed_run(cfg: TrainConfig, warmup: int, steps: int, sync: Callable[[], None]) -> dict[str, float]:
     """Build the trainer, run ``warmup`` then ``steps`` steps, each timed alone; the trainer is gone on
     return (nothing here outlives the call, so the caller can free the device)."""
-    trainer = Trainer(cfg, Ranks())
+    trainer = build(cfg, Ranks())
     try:
         seconds, loss = [], float("nan")
         for _ in range(warmup + steps):
@@ -246,7 +246,6 @@ def timed_run(cfg: TrainConfig, warmup: int, steps: int, sync: Callable[[], None
             sync()
             seconds.append(time.perf_counter() - start)
     finally:
-        trainer.stop.restore()
         del trainer  # its model, optimizer and compiled graph: free() collects them once this returns
     timed = seconds[warmup:]
     return {"first": seconds[0], "timed": sum(timed), "median": statistics.median(timed), "loss": loss}

@@ -6,7 +6,7 @@ The same random ``gpt2`` (124M) weights in both implementations (ours exported t
 folder with ``model/hf.py`` and loaded by ``GPT2LMHeadModel``), fp32, batch 1, greedy, exactly
 ``--new-tokens`` new tokens (``<|endoftext|>`` does not stop either side), on one device:
 
-- ours, cached: ``train.sample.generate`` (one position per token through the network);
+- ours, cached: ``model.generate.generate`` (one position per token through the network);
 - ours, uncached: the same loop recomputing the whole sequence per token (nanoGPT's ``generate``);
 - transformers: ``GPT2LMHeadModel.generate(do_sample=False)`` with its own KV cache.
 
@@ -34,10 +34,10 @@ from contextlib import contextmanager
 import torch
 
 from bench.measure import Measure
+from model.generate import generate
 from model.gpt2 import GPT
 from model.hf import export
 from tests.test_model_config import model_config
-from train.sample import generate
 
 
 def best_rate(run: Callable[[], list[int]], tokens: int, repeat: int) -> tuple[float, list[int]]:

@@ -18,10 +18,10 @@ shards), ``--micro-batch`` sequences per forward, ``--accum`` micro-batches per 
 - ours: a validated ``TrainConfig`` (AdamW lr 6e-4, betas (0.9, 0.95), weight decay 0.1 on matrices,
   grad clip 1.0, linear lr warmup over the ``--warmup`` untimed steps, then cosine decay over a
   100,000-step run, i.e. practically constant; fp32 on CPU, bf16 autocast on CUDA; no checkpoint or
-  log during timing) and ``Trainer(cfg, Ranks()).train_step()``; compile off, on, or both;
+  log during timing) and ``train.loop.build(cfg, Ranks()).train_step()``; compile off, on, or both;
 - transformers: ``GPT2LMHeadModel`` (``gelu_new``, dropout 0, SDPA attention where available),
   ``torch.optim.AdamW`` with the same settings (decay on 2-D parameters only, the lr of each step from
-  ``train.loop.lr_at``) as a plain loop writes it: torch's default implementation, ``fused=True`` on
+  ``train.optim.lr_at``) as a plain loop writes it: torch's default implementation, ``fused=True`` on
   CUDA (as nanoGPT); a hand-written loop: forward on inputs x (B, T), mean cross-entropy of the
   logits against our targets y (x shifted by one, so the same objective; not ``labels=``, which
   shifts again), loss divided by the accumulation, backward, clip 1.0, step,
@@ -73,7 +73,8 @@ from tests.test_model_config import model_config
 from train.config import DataConfig, OptimConfig, TrainConfig
 from train.data import TrainLoader, Windows, shard_paths
 from train.distributed import Ranks
-from train.loop import Trainer, lr_at
+from train.loop import build
+from train.optim import lr_at
 
 SEED = 1337
 EOT = 50256
@@ -128,7 +129,7 @@ class Run:
 
 
 def ours(cfg: TrainConfig) -> Step:
-    trainer = Trainer(cfg, Ranks())
+    trainer = build(cfg, Ranks())
     return lambda: trainer.train_step()["loss"]
 
 
@@ -155,7 +156,7 @@ def transformers_loop(cfg: TrainConfig) -> tuple[Step, str]:
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.max_lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                   eps=1e-8, fused=device.type == "cuda")
     block = cfg.model.block_size
-    loader = TrainLoader(Windows(shard_paths(cfg.data.dir, cfg.data.train_pattern), block), cfg.seed,
+    loader = TrainLoader(Windows.open(shard_paths(cfg.data.dir, cfg.data.train_pattern), block), cfg.seed,
                          cfg.total_batch_tokens // block, cfg.micro_batch_size)
     cuda = device.type == "cuda"
     step_no = 0

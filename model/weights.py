@@ -1,9 +1,9 @@
 """The model's own weights on disk, and finding them: what export, import and sampling read.
 
-A model folder holds ``model.safetensors`` (our parameter names and layout, the padded
-vocabulary, the tied matrix once) and ``model.json`` (the ``GPTConfig``). A training checkpoint is
-such a folder plus the trainer's state, under ``out_dir/checkpoints/step_NNNNNNN/``, complete once
-its ``COMPLETE`` marker exists (written last). Loading never unpickles code: safetensors and JSON.
+A model folder holds the weights in safetensors (our parameter names and layout, the padded
+vocabulary, the tied matrix once) and the ``GPTConfig`` as JSON. A training checkpoint is such a
+folder plus the trainer's state, in a run folder, complete once its marker exists (written last);
+``model/base/folders.py`` names them all. Loading never unpickles code: safetensors and JSON.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.base.files import atomic_folder
+from model.base.folders import COMPLETE, MODEL_CONFIG, WEIGHTS, RunFolder
 from model.base.schema import validate
 from model.config import GPTConfig
 from model.gpt2 import GPT
 
-WEIGHTS = "model.safetensors"
-CONFIG = "model.json"
-COMPLETE = "COMPLETE"
 HF_PREFIX = "hf:"
 
 
@@ -36,7 +34,7 @@ def save(model: GPT, folder: str | Path) -> Path:
 def write_files(model: GPT, folder: Path) -> None:
     """``model.safetensors`` and ``model.json`` into ``folder`` (the caller makes it atomic)."""
     save_file(state_dict(model), str(folder / WEIGHTS), metadata={"format": "pt"})
-    (folder / CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+    (folder / MODEL_CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
 
 
 def state_dict(model: GPT) -> dict[str, torch.Tensor]:
@@ -45,7 +43,7 @@ def state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
 
 def read_config(folder: Path) -> GPTConfig:
-    cfg = GPTConfig(**json.loads((folder / CONFIG).read_text()))
+    cfg = GPTConfig(**json.loads((folder / MODEL_CONFIG).read_text()))
     validate(cfg)
     return cfg
 
@@ -78,12 +76,6 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     return assemble(read_config(folder), state, folder / WEIGHTS)
 
 
-def newest_checkpoint(run: Path) -> Path | None:
-    """The newest complete ``step_*`` folder of a run folder's ``checkpoints/``."""
-    found = sorted(p for p in (run / "checkpoints").glob("step_*") if (p / COMPLETE).exists())
-    return found[-1] if found else None
-
-
 def resolve(spec: str | Path) -> tuple[str, Path]:
     """What a ``checkpoint=`` value names: ``("ours", folder)`` or ``("hf", folder)``.
 
@@ -96,15 +88,15 @@ def resolve(spec: str | Path) -> tuple[str, Path]:
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {text}: no such file or folder")
-    if (path / WEIGHTS).exists() and (path / CONFIG).exists():
+    if (path / WEIGHTS).exists() and (path / MODEL_CONFIG).exists():
         return "ours", path
-    if (path / "checkpoints").is_dir():
-        newest = newest_checkpoint(path)
+    if RunFolder.is_run(path):
+        newest = RunFolder(path).newest_checkpoint()
         if newest is None:
             raise FileNotFoundError(f"checkpoint {text}: the run folder has no complete checkpoint "
                                     f"(checkpoints/step_*/ with a {COMPLETE} marker)")
-        return "ours", newest
+        return "ours", newest.path
     if (path / "config.json").exists():
         return "hf", path
-    raise FileNotFoundError(f"checkpoint {text}: not a model folder ({WEIGHTS} + {CONFIG}), a run "
+    raise FileNotFoundError(f"checkpoint {text}: not a model folder ({WEIGHTS} + {MODEL_CONFIG}), a run "
                             "folder (checkpoints/), or a Hugging Face folder (config.json)")

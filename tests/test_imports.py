@@ -107,10 +107,11 @@ def test_every_layer_imports_only_the_layers_below_it():
 
 
 def test_the_layer_check_finds_an_import_upwards_in_a_function(tmp_path, monkeypatch: pytest.MonkeyPatch):
-    for package, source in {"lower": "def late():\n    import upper.app\n", "upper": "import lower.core\n"}.items():
-        (tmp_path / package).mkdir()
-        (tmp_path / package / "__init__.py").write_text("")
-        (tmp_path / package / ("core.py" if package == "lower" else "app.py")).write_text(source)
+    sources = {"lower/core.py": "def late():\n    import upper.app\n", "upper/app.py": "import lower.core\n"}
+    for name, source in sources.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).parent.joinpath("__init__.py").write_text("")
+        (tmp_path / name).write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     graph = grimp.build_graph("lower", "upper", exclude_type_checking_imports=True, cache_dir=None)
     breaches = layer_breaches(graph, {"lower": "base", "upper": "app"}, {"base": set(), "app": {"base"}})

@@ -10,6 +10,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from model import hf, weights
+from model.base.folders import COMPLETE
 from model.config import GPTConfig
 from model.gpt2 import GPT, padded_vocab_size
 from tests.test_model_config import EXPECTED, model_config
@@ -208,7 +209,7 @@ def test_model_folder_round_trip_and_resolution(tmp_path):
     model = random_model(SMALL)
     run = tmp_path / "run"
     weights.save(model, run / "checkpoints" / "step_0000010")
-    (run / "checkpoints" / "step_0000010" / weights.COMPLETE).touch()
+    (run / "checkpoints" / "step_0000010" / COMPLETE).touch()
     weights.save(random_model(SMALL, seed=5), run / "checkpoints" / "step_0000020")  # no marker: incomplete
     assert weights.resolve(run) == ("ours", run / "checkpoints" / "step_0000010")
     loaded = hf.load_any(run)

@@ -200,7 +200,7 @@ def test_month_axis_is_continuous_and_dates_are_readable() -> None:
 
 def test_loss_plot_is_titled_labelled_and_its_legend_clear_of_the_curves(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from train.evaluate import plot_losses  # imports torch: only this test pays for it
+    from train.metrics import plot_losses  # imports torch: only this test pays for it
 
     records = [{"step": s, "loss": 11 * math.exp(-s / 60) + 3, "lr": 6e-4} for s in range(1, 401)]
     records += [{"step": s, "val_loss": 11 * math.exp(-s / 60) + 3.2} for s in range(0, 401, 50)]

@@ -12,11 +12,13 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from model import hf, weights
+from model.base.folders import COMPLETE
 from model.base.tokenizer import EOT_ID, gpt2_encoding
 from model.config import GPTConfig
+from model.generate import encode_prompt, generate, pick
 from tests.conftest import REPO
 from tests.test_model import random_model
-from train.sample import encode_prompt, generate, main, pick
+from train.sample import main
 
 TINY = GPTConfig(name="tiny", n_layer=2, n_head=2, n_embd=64, block_size=48)
 PROMPT = [464, 3616, 286, 1204, 318]  # "The meaning of life is"
@@ -106,7 +108,7 @@ def test_long_prompt_is_cut_from_the_left(caplog):
 def run_folder(tiny, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     step = weights.save(tiny, run / "checkpoints" / "step_0000100")
-    (step / weights.COMPLETE).touch()
+    (step / COMPLETE).touch()
     return run
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from model.base.folders import COMPLETE
 from model.base.shards import header
 from tests.conftest import REPO
 from tests.helpers import TaskGate, kill_part_way
@@ -315,7 +316,7 @@ def test_init_from_a_hugging_face_folder(data, tmp_path):
     from model import hf
     from model.gpt2 import GPT
     from train.distributed import Ranks
-    from train.loop import Trainer
+    from train.loop import build
 
     cfg = in_process_config(data, tmp_path / "run")
     import torch
@@ -324,30 +325,28 @@ def test_init_from_a_hugging_face_folder(data, tmp_path):
     source = GPT(cfg.model)
     hf.export(source, tmp_path / "hf")
     cfg.init_from = f"hf:{tmp_path / 'hf'}"
-    trainer = Trainer(cfg, Ranks())
-    trainer.stop.restore()
+    trainer = build(cfg, Ranks())
     for name, tensor in source.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[name], tensor), name
     cfg.model = type(cfg.model)(**{**cfg.model.__dict__, "dropout": 0.1})  # fine-tuning with dropout
-    tuned = Trainer(cfg, Ranks())
-    tuned.stop.restore()
+    tuned = build(cfg, Ranks())
     assert tuned.model.transformer.drop.p == 0.1 and tuned.model.transformer.h[0].attn.dropout == 0.1
     cfg.model = type(cfg.model)(**{**cfg.model.__dict__, "n_layer": 3})
     from train.loop import TrainingError
 
     with pytest.raises(TrainingError, match=r"another shape \(n_layer: 2 there, 3 here\); pick the matching"):
-        Trainer(cfg, Ranks())
+        build(cfg, Ranks())
 
 
 def test_old_checkpoints_are_pruned_but_every_kth_is_kept(tmp_path):
-    from model import weights
+    from model.base.folders import RunFolder
     from train import checkpoint
 
     for step in (100, 200, 300, 400, 500, 600):
-        folder = checkpoint.step_dir(tmp_path, step)
+        folder = RunFolder(tmp_path).checkpoint(step).path
         folder.mkdir(parents=True)
-        (folder / weights.COMPLETE).touch()
-    half = checkpoint.step_dir(tmp_path, 700)
+        (folder / COMPLETE).touch()
+    half = RunFolder(tmp_path).checkpoint(700).path
     half.mkdir()  # no marker: being written, never counted, never deleted by pruning
     checkpoint.prune(tmp_path, keep_last=2, keep_every=300)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
@@ -358,9 +357,10 @@ def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, 
     import time
     import types
 
-    from train import loop
+    from train import loop, metrics
+    from train.checkpoint import Checkpointer
     from train.distributed import Ranks
-    from train.loop import Trainer, run
+    from train.loop import run
 
     # The loop's clock runs a thousand seconds ahead in each evaluation and checkpoint at step 2, as a
     # long evaluation or a slow disk would take; the steps take their real time. A clock, not a sleep:
@@ -368,17 +368,18 @@ def test_tokens_per_s_counts_training_steps_not_evaluation_or_checkpoints(data, 
     pause = 1000.0
     ahead = [0.0]
     clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + ahead[0])
-    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(metrics, "time", clock)
 
     def slowed(real):
-        def slow(self, *args, **kwargs):
-            if self.step == 2:
+        def slow(*args, **kwargs):
+            trainer = next(a for a in args if isinstance(a, loop.Trainer))
+            if trainer.step == 2:
                 ahead[0] += pause
-            return real(self, *args, **kwargs)
+            return real(*args, **kwargs)
         return slow
 
-    for name in ("evaluate", "save"):
-        monkeypatch.setattr(Trainer, name, slowed(getattr(Trainer, name)))
+    monkeypatch.setattr(loop, "evaluate", slowed(loop.evaluate))
+    monkeypatch.setattr(Checkpointer, "save", slowed(Checkpointer.save))
     cfg = in_process_config(data, tmp_path / "run", max_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
     assert run(cfg, Ranks()) == 0
     assert ahead[0] == 2 * pause  # both ran at step 2

@@ -31,7 +31,7 @@ def shards(tmp_path: Path) -> list[Path]:
 
 
 def test_windows_tile_each_shard(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     assert len(windows) == 80 // 8 + 64 // 8 + 99 // 8 == 30
     first = windows.window(0)
     assert len(first) == BLOCK + 1 and first.tolist() == list(range(9))
@@ -44,7 +44,7 @@ def test_windows_tile_each_shard(shards):
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 6])
 def test_an_epoch_visits_every_window_once_for_any_world_size(shards, world_size):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     loaders = [TrainLoader(windows, seed=5, global_batch=6, micro_batch=1, rank=r, world_size=world_size)
                for r in range(world_size)]
     seen: list[int] = []
@@ -58,7 +58,7 @@ def test_an_epoch_visits_every_window_once_for_any_world_size(shards, world_size
 
 
 def test_global_order_is_the_same_for_any_world_size(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     reference = TrainLoader(windows, seed=5, global_batch=6, micro_batch=6)
     expected = [reference.next_global_indices().tolist() for _ in range(12)]  # 2 epochs and more
     for world_size, micro in ((2, 3), (3, 1), (6, 1)):
@@ -71,7 +71,7 @@ def test_global_order_is_the_same_for_any_world_size(shards):
 
 
 def test_epochs_are_permutations_drawn_from_seed_and_epoch(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     loader = TrainLoader(windows, seed=5, global_batch=30, micro_batch=30)
     first, second = loader.next_global_indices(), loader.next_global_indices()
     assert sorted(first) == sorted(second) == list(range(30)) and not np.array_equal(first, second)
@@ -83,7 +83,7 @@ def test_epochs_are_permutations_drawn_from_seed_and_epoch(shards):
 
 
 def test_resume_from_state_continues_the_same_order(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     straight = TrainLoader(windows, seed=1, global_batch=4, micro_batch=2)
     expected = [straight.next_global_indices().tolist() for _ in range(20)]
     first = TrainLoader(windows, seed=1, global_batch=4, micro_batch=2, rank=0, world_size=2)
@@ -96,7 +96,7 @@ def test_resume_from_state_continues_the_same_order(shards):
 
 
 def test_impossible_split_and_bad_state_are_errors(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     with pytest.raises(ValueError, match="does not split into micro-batches of 4 on 2 rank"):
         TrainLoader(windows, seed=1, global_batch=6, micro_batch=4, world_size=2)
     loader = TrainLoader(windows, seed=1, global_batch=6, micro_batch=2)
@@ -111,17 +111,17 @@ def test_bad_header_names_the_file(tmp_path):
     data[0] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="train_001.bin: not an llm.c token shard"):
-        Windows(shard_paths(tmp_path, "train_*.bin"), BLOCK)
+        Windows.open(shard_paths(tmp_path, "train_*.bin"), BLOCK)
     short = tmp_path / "short" / "train_000.bin"
     short.parent.mkdir()
     short.write_bytes(good.read_bytes()[:-10])
     with pytest.raises(ValueError, match="header promises"):
-        Windows([short], BLOCK)
+        Windows.open([short], BLOCK)
     with pytest.raises(FileNotFoundError, match="no shards match 'val_\\*.bin'"):
         shard_paths(tmp_path, "val_*.bin")
 
 
 def test_validation_windows_are_fixed(shards):
-    windows = Windows(shards, BLOCK)
+    windows = Windows.open(shards, BLOCK)
     assert val_indices(windows, tokens=40, block_size=BLOCK).tolist() == [0, 1, 2, 3, 4]
     assert len(val_indices(windows, tokens=10_000, block_size=BLOCK)) == len(windows)

@@ -31,7 +31,7 @@ from tests.test_train import (  # noqa: F401 (data: a fixture)
     torch_load,
 )
 from train.distributed import Ranks
-from train.loop import Trainer, run
+from train.loop import Trainer, build, run
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +44,12 @@ def float32_run(data, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize(("dtype", "rel"), [("bfloat16", 1e-3), ("float16", 1e-4)])
 def test_autocast_on_cpu_trains_close_to_float32(dtype, rel, data, float32_run, tmp_path):  # noqa: F811
     cfg = in_process_config(data, tmp_path / dtype, device="cpu", dtype=dtype)
-    trainer = Trainer(cfg, Ranks())
-    try:
-        assert trainer.autocast_dtype == getattr(torch, dtype)
-        assert trainer.scaler.is_enabled() == (dtype == "float16"), "fp16 trains with a gradient scaler"
-        x = torch.zeros((1, 8), dtype=torch.long)
-        with trainer.autocast():
-            assert trainer.net(x)[0].dtype == getattr(torch, dtype), "the forward pass runs in autocast"
-    finally:
-        trainer.stop.restore()
+    trainer = build(cfg, Ranks())
+    assert trainer.autocast_dtype == getattr(torch, dtype)
+    assert trainer.scaler.is_enabled() == (dtype == "float16"), "fp16 trains with a gradient scaler"
+    x = torch.zeros((1, 8), dtype=torch.long)
+    with trainer.autocast():
+        assert trainer.net(x)[0].dtype == getattr(torch, dtype), "the forward pass runs in autocast"
     assert run(cfg, Ranks()) == 0
     ours, reference = losses(tmp_path / dtype), losses(float32_run)
     assert sorted(ours) == sorted(reference) == list(range(1, 9))
@@ -61,8 +58,7 @@ def test_autocast_on_cpu_trains_close_to_float32(dtype, rel, data, float32_run, 
 
 
 def test_float32_is_autos_choice_on_cpu(data, tmp_path):  # noqa: F811
-    trainer = Trainer(in_process_config(data, tmp_path, device="cpu"), Ranks())
-    trainer.stop.restore()
+    trainer = build(in_process_config(data, tmp_path, device="cpu"), Ranks())
     assert trainer.cfg.dtype == "auto" and trainer.autocast_dtype is None and not trainer.scaler.is_enabled()
 
 

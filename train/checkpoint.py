@@ -1,40 +1,131 @@
-"""Complete, atomic checkpoints and auto-resume.
+"""Complete, atomic checkpoints and auto-resume: the whole protocol behind ``Checkpointer.save`` and
+``Checkpointer.load``.
 
-``out_dir/checkpoints/step_NNNNNNN/`` holds everything a run needs to continue exactly:
+A checkpoint (``model/base/folders.py`` names its files) holds everything a run needs to continue
+exactly: the unwrapped model in ``model/weights.py``'s format (so export and sampling read a
+checkpoint directly; never a compiled or DDP wrapper's names), the optimizer's state, the trainer's
+resumable state (``Trainer.state_dict``: step, tokens seen, the loader's position, the GradScaler,
+bad-step counts, the wandb run id), every RNG of every rank, and the resolved config.
 
-- ``model.safetensors`` + ``model.json``: the unwrapped model (``model/weights.py``'s format, so
-  export and sampling read a checkpoint directly; never a compiled or DDP wrapper's names);
-- ``optimizer.pt``: the optimizer's state; ``trainer.pt``: step, tokens seen, the loader's
-  (epoch, index), the GradScaler, bad-step counters, the wandb run id;
-- ``rng_rank_R.pt``: every RNG of rank R (Python, numpy, torch, CUDA);
-- ``config.yaml``: the resolved config; ``COMPLETE``: written last.
-
-Everything is written to a temporary folder, fsynced, then renamed into place: a checkpoint being
-written when the process dies is never loaded and never replaces a good one. ``.pt`` files hold
-tensors and plain containers only and load with ``weights_only=True``: loading never runs pickled code.
+Saving: every rank writes its RNG state into a temporary folder, rank 0 the rest; after a barrier
+rank 0 writes the ``COMPLETE`` marker, fsyncs and renames the folder into place, then prunes old
+checkpoints. A checkpoint being written when the process dies is never loaded and never replaces a
+good one. ``.pt`` files hold tensors and plain containers only and load with ``weights_only=True``:
+loading never runs pickled code.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import random
-import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 
 from model import weights
+from model.base.files import publish, remove
+from model.base.folders import CheckpointFolder, RunFolder
+from model.base.gate import hold_at_gate
+from model.base.schema import diff
 from model.gpt2 import GPT
+from train.distributed import Ranks
+from train.errors import TrainingError
 
-STEP_DIR = re.compile(r"step_(\d{7,})$")
+log = logging.getLogger("webtext.train")
+
+# What a resumed run must share with its checkpoint: the network, the data and its order.
+MUST_MATCH = ("model", "data", "seed", "total_batch_tokens")
 
 
-def step_dir(out_dir: Path, step: int) -> Path:
-    return out_dir / "checkpoints" / f"step_{step:07d}"
+class Resumable(Protocol):
+    """What the checkpointer saves and restores: the trainer (``train/loop.py``)."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    step: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Checkpointer:
+    """Saves a run's checkpoints into its run folder and resumes from the newest complete one."""
+
+    def __init__(self, run: RunFolder, ranks: Ranks, config: dict[str, Any], keep_last: int,
+                 keep_every: int | None) -> None:
+        self.run, self.ranks, self.config = run, ranks, config
+        self.keep_last, self.keep_every = keep_last, keep_every
+
+    def save(self, trainer: Resumable) -> Path:
+        """Checkpoint ``trainer`` at its step (every rank calls it)."""
+        tmp, final = self.run.partial_checkpoint(trainer.step), self.run.checkpoint(trainer.step)
+        if self.ranks.main:
+            remove(tmp.path)
+            tmp.path.mkdir(parents=True)
+        self._barrier()
+        torch.save(rng_state(), tmp.rng(self.ranks.rank))
+        if self.ranks.main:
+            weights.write_files(trainer.model, tmp.path)
+            torch.save(trainer.optimizer.state_dict(), tmp.optimizer)
+            torch.save(trainer.state_dict(), tmp.trainer)
+            tmp.config.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self._barrier()
+        if self.ranks.main:
+            hold_at_gate("checkpoint", trainer.step)
+            tmp.marker.write_text("")
+            publish(tmp.path, final.path)
+            prune(self.run, self.keep_last, self.keep_every)
+        self._barrier()
+        return final.path
+
+    def load(self, trainer: Resumable) -> Path | None:
+        """Restore ``trainer`` (model, optimizer, state, this rank's RNGs) from the newest complete
+        checkpoint, after removing unfinished ones; None where there is none (every rank calls it)."""
+        if self.ranks.main:
+            for partial in self.run.partial_checkpoints():
+                remove(partial)
+        self._barrier()
+        found = self.run.newest_checkpoint()
+        if found is None:
+            return None
+        changed = diff({k: saved_config(found).get(k) for k in MUST_MATCH},
+                       {k: self.config.get(k) for k in MUST_MATCH})
+        if changed:
+            raise TrainingError(f"{found.path} was made by another run ({'; '.join(changed)}); use "
+                                  "another out_dir, or the old values")
+        trainer.model.load_state_dict(weights.load(found.path, device=trainer.device).state_dict())
+        trainer.optimizer.load_state_dict(_load(found.optimizer))
+        trainer.load_state_dict(_load(found.trainer))
+        if found.rng(self.ranks.rank).exists():  # a rank the checkpoint lacks keeps its fresh state
+            set_rng_state(_load(found.rng(self.ranks.rank)))
+        return found.path
+
+    def _barrier(self) -> None:
+        if self.ranks.world_size > 1:
+            dist.barrier()
+
+
+def prune(run: RunFolder | Path, keep_last: int, keep_every: int | None) -> None:
+    """Delete complete checkpoints beyond the ``keep_last`` newest, except every ``keep_every``."""
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    for step in run.complete_steps()[:-keep_last]:
+        if keep_every is None or step % keep_every:
+            shutil.rmtree(run.checkpoint(step).path, ignore_errors=True)
+
+
+def saved_config(folder: CheckpointFolder) -> dict[str, Any]:
+    return yaml.safe_load(folder.config.read_text())
+
+
+def _load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,84 +152,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in [*folder.iterdir(), folder]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def tmp_dir(out_dir: Path, step: int) -> Path:
-    """Where all ranks write checkpoint ``step`` before it is renamed into place."""
-    return out_dir / "checkpoints" / f".step_{step:07d}.tmp"
-
-
-def write_rank_state(folder: Path, rank: int) -> None:
-    torch.save(rng_state(), folder / f"rng_rank_{rank}.pt")
-
-
-def write(folder: Path, model: GPT, optimizer: torch.optim.Optimizer, trainer: dict[str, Any],
-          config: dict[str, Any]) -> None:
-    """Rank 0's part: model, optimizer, trainer state and config into the temporary ``folder``."""
-    weights.write_files(model, folder)
-    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
-    torch.save(trainer, folder / "trainer.pt")
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def commit(tmp: Path, final: Path) -> None:
-    """Make the temporary folder the checkpoint: marker, fsync, rename (rank 0, after a barrier)."""
-    (tmp / weights.COMPLETE).write_text("")
-    _fsync_tree(tmp)
-    if final.exists():  # an earlier attempt at the same step finished: the same contents
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_tree(final.parent)
-
-
-def prune(out_dir: Path, keep_last: int, keep_every: int | None) -> None:
-    """Delete complete checkpoints beyond the ``keep_last`` newest, except every ``keep_every``."""
-    steps = sorted(int(m.group(1)) for p in (out_dir / "checkpoints").iterdir()
-                   if (m := STEP_DIR.search(p.name)) and (p / weights.COMPLETE).exists())
-    for step in steps[:-keep_last]:
-        if keep_every is None or step % keep_every:
-            shutil.rmtree(step_dir(out_dir, step), ignore_errors=True)
-
-
-def clean_partial(out_dir: Path) -> None:
-    """Remove temporary folders of checkpoints that never completed (rank 0, at start)."""
-    folder = out_dir / "checkpoints"
-    if folder.is_dir():
-        for path in folder.glob(".step_*.tmp"):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def load_trainer(folder: Path) -> dict[str, Any]:
-    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
-
-
-def load_optimizer(folder: Path) -> dict[str, Any]:
-    return torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-
-
-def load_rank_state(folder: Path, rank: int) -> dict[str, Any] | None:
-    path = folder / f"rng_rank_{rank}.pt"
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-
-
-def saved_config(folder: Path) -> dict[str, Any]:
-    return yaml.safe_load((folder / "config.yaml").read_text())
-
-
-# What a resumed run must share with its checkpoint: the network, the data and its order.
-MUST_MATCH = ("model", "data", "seed", "total_batch_tokens")
-
-
-def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    from model.base.schema import diff
-
-    return diff({k: saved.get(k) for k in MUST_MATCH}, {k: current.get(k) for k in MUST_MATCH})

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from model.base.shards import read_shard
+from train.config import TrainConfig
 
 
 def shard_paths(folder: str | Path, pattern: str) -> list[Path]:
@@ -35,14 +36,17 @@ def shard_paths(folder: str | Path, pattern: str) -> list[Path]:
 class Windows:
     """The windows of ``block_size + 1`` tokens of a list of shards, addressed by one global index."""
 
-    def __init__(self, paths: list[Path], block_size: int) -> None:
-        self.paths = paths
-        self.block_size = block_size
-        self.shards = [read_shard(p) for p in paths]  # memory-mapped; headers checked, names in errors
-        counts = [max(0, (len(s) - 1) // block_size) for s in self.shards]
+    def __init__(self, shards: list[np.ndarray], block_size: int, source: str) -> None:
+        self.shards, self.block_size = shards, block_size
+        counts = [max(0, (len(s) - 1) // block_size) for s in shards]
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         if self.starts[-1] == 0:
-            raise ValueError(f"{paths[0].parent}: shards too small for one window of {block_size + 1} tokens")
+            raise ValueError(f"{source}: shards too small for one window of {block_size + 1} tokens")
+
+    @classmethod
+    def open(cls, paths: list[Path], block_size: int) -> Windows:
+        """The shards at ``paths``, memory-mapped (headers checked, names in errors)."""
+        return cls([read_shard(p) for p in paths], block_size, str(paths[0].parent))
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -122,3 +126,23 @@ class TrainLoader:
 def val_indices(windows: Windows, tokens: int, block_size: int) -> np.ndarray:
     """The fixed validation windows: the first ``tokens / block_size`` (at most all), in order."""
     return np.arange(min(len(windows), max(1, tokens // block_size)))
+
+
+@dataclass
+class TrainData:
+    """A run's data on one rank: the training windows and this rank's loader over them, the fixed
+    validation windows."""
+
+    train: Windows
+    val: Windows
+    loader: TrainLoader
+    val_indices: np.ndarray
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, rank: int, world_size: int) -> TrainData:
+        block = cfg.model.block_size
+        train = Windows.open(shard_paths(cfg.data.dir, cfg.data.train_pattern), block)
+        val = Windows.open(shard_paths(cfg.data.dir, cfg.data.val_pattern), block)
+        loader = TrainLoader(train, cfg.seed, cfg.total_batch_tokens // block, cfg.micro_batch_size, rank,
+                             world_size)
+        return cls(train, val, loader, val_indices(val, cfg.eval_tokens, block))

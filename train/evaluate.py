@@ -1,4 +1,4 @@
-"""Evaluation during training: validation loss, text samples, HellaSwag, the loss-curve plot.
+"""Evaluation during training: validation loss, HellaSwag, text samples.
 
 The validation set is fixed (the first ``eval_tokens / block_size`` windows of the val shards), the
 same at every evaluation and for any number of ranks: each rank takes every ``world_size``-th
@@ -7,8 +7,6 @@ window and the sums are all-reduced.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +14,9 @@ import torch
 import torch.distributed as dist
 
 from model.base.tokenizer import VOCAB_SIZE, gpt2_encoding
+from model.generate import encode_prompt, generate
 from model.gpt2 import GPT
 from train.data import Windows
-from train.sample import encode_prompt, generate
 
 
 @torch.no_grad()
@@ -57,37 +55,3 @@ def text_samples(model: GPT, prompts: list[str], tokens: int, seed: int) -> list
     model.train(was_training)
     return out
 
-
-def plot_losses(out_dir: Path) -> Path | None:
-    """``loss.png`` from ``metrics.jsonl``: training loss per logged step and validation loss.
-
-    The legend sits outside the axes, to their right, so it never covers a curve.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = out_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train", linewidth=1)
-    if val:
-        ax.plot(*zip(*val, strict=True), label="validation", marker="o")
-    ax.set_title(f"Training and validation loss: {out_dir.name}")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats per token)")
-    ax.grid(alpha=0.3)
-    if train or val:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    target = out_dir / "loss.png"
-    tmp = out_dir / ".loss.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    tmp.replace(target)
-    return target

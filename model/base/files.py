@@ -39,17 +39,23 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def fsync(path: Path) -> None:
+    """Flush one file, or one folder's entries (not what is under them), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(path: Path) -> None:
-    """Flush a file, or a folder with everything under it, to the disk."""
-    paths = [path]
+    """Flush a file, or a folder with everything under it, to the disk (a finished temporary: no one
+    else writes there)."""
     if path.is_dir():
-        paths = [*(Path(root) / name for root, dirs, files in os.walk(path) for name in files + dirs), path]
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        for root, dirs, files in os.walk(path):
+            for name in files + dirs:
+                fsync(Path(root) / name)
+    fsync(path)
 
 
 def publish(tmp: Path, path: Path) -> None:
@@ -58,7 +64,7 @@ def publish(tmp: Path, path: Path) -> None:
     if path.is_dir() and not path.is_symlink():  # os.replace renames onto empty folders only
         shutil.rmtree(path)
     os.replace(tmp, path)
-    fsync_tree(path.parent)
+    fsync(path.parent)  # the rename itself; other writers' files there are theirs to flush
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import SplitResult, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -28,9 +28,6 @@ import aiohttp
 from pipeline.config import FetchConfig
 from pipeline.fetch.guard import AddressPolicy, BlockedAddress, GuardedResolver, ip_literal
 from pipeline.fetch.warc import HttpExchange, WarcWriter
-
-if TYPE_CHECKING:
-    from pipeline.fetch.archive import Archive
 
 log = logging.getLogger("webtext.fetch")
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
@@ -152,6 +149,18 @@ def _decoder(encoding: str) -> Any:
     if encoding == "deflate":
         return zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
     raise Refused("unsupported_encoding", encoding)
+
+
+
+class Archive(Protocol):
+    """What the crawler asks of a web archive (``pipeline/fetch/archive.py`` makes them)."""
+
+    name: str
+    rate: Any  # closed with the crawler
+
+    def check_target(self, url: str) -> None: ...
+
+    async def recover(self, outcome: Outcome, chain: list[HttpExchange], created: float | None) -> None: ...
 
 
 class Crawler:

@@ -63,21 +63,22 @@ class WarcFiles:
 
     def __init__(self, folder: Path, prefix: str, max_bytes: int, gzip_level: int = GZIP_LEVEL) -> None:
         self.folder, self.prefix, self.max_bytes, self.gzip_level = folder, prefix, max_bytes, gzip_level
-        folder.mkdir(parents=True, exist_ok=True)
-        self.number = 0
+        self.number: int | None = None  # found at the first write: the last file a killed run left
         self.file: BinaryIO | None = None
         # Records are serialized uncompressed here, then gzipped one member each at gzip_level with
         # ISA-L (warcio's own gzip runs zlib at level 9: about 20 times slower for ~20% smaller).
         self.buffer = io.BytesIO()
         self.writer = WARCWriter(self.buffer, gzip=False)
-        existing = sorted(folder.glob(f"{prefix}_*.warc.gz"))
-        if existing:  # resuming: go on appending to the last file
-            self.number = int(existing[-1].name[len(prefix) + 1:].split(".")[0])
 
     def name(self, number: int | None = None) -> str:
         return f"{self.prefix}_{self.number if number is None else number:03d}.warc.gz"
 
     def _open(self) -> None:
+        if self.number is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            existing = sorted(self.folder.glob(f"{self.prefix}_*.warc.gz"))
+            # resuming: go on appending to the last file
+            self.number = int(existing[-1].name[len(self.prefix) + 1:].split(".")[0]) if existing else 0
         path = self.folder / self.name()
         if path.exists() and path.stat().st_size >= self.max_bytes:
             self.number += 1
@@ -102,7 +103,7 @@ class WarcFiles:
         name, end = self.name(), self.file.tell()
         if end >= self.max_bytes:
             self.close()
-            self.number += 1
+            self.number = (self.number or 0) + 1
         return name, offset, length, end
 
     def _write_member(self, record: object) -> None:

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from model.base.folders import RunFolder
 from pipeline.sample import archive_captures, domains, write_dump
 from pipeline.sample.archive import FakeArchives
 from pipeline.sample.server import serve
@@ -140,8 +141,8 @@ def recovered(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def losses(run: Path) -> tuple[float | None, float | None, float | None]:
-    path = run / "metrics.jsonl"
+def losses(run: RunFolder) -> tuple[float | None, float | None, float | None]:
+    path = run.metrics
     if not path.exists():
         return None, None, None
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -153,7 +154,8 @@ def losses(run: Path) -> tuple[float | None, float | None, float | None]:
 def summary(folder: Path, sample_text: str, seconds: float) -> str:
     manifest = _read(folder / "corpus" / "manifest.json")
     tokens = _read(folder / "tokens" / "stats.json").get("metrics", {})
-    first, last, val = losses(folder / "run")
+    trained = RunFolder(folder / "run")
+    first, last, val = losses(trained)
     shards = len(list((folder / "tokens").glob("*.bin")))
 
     def fmt(x: float | None) -> str:
@@ -187,9 +189,9 @@ def summary(folder: Path, sample_text: str, seconds: float) -> str:
         table(["where", ""], [
             ["corpus (Parquet)", str(folder / "corpus")],
             ["dataset card", str(folder / "corpus" / "README.md")],
-            ["plots", str(folder / "corpus" / "*.png") + ", " + str(folder / "run" / "loss.png")],
+            ["plots", str(folder / "corpus" / "*.png") + ", " + str(trained.loss_plot)],
             ["token shards", str(folder / "tokens")],
-            ["checkpoints", str(folder / "run" / "checkpoints")],
+            ["checkpoints", str(trained.checkpoints)],
             ["Hugging Face export", str(folder / "hf")],
         ]),
     ]

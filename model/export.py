@@ -3,7 +3,8 @@
 ``checkpoint`` is a run folder (its newest complete checkpoint), a checkpoint or model folder
 (``model.safetensors`` + ``model.json``), or a Hugging Face folder. The result loads with
 ``transformers.GPT2LMHeadModel.from_pretrained(DIR, local_files_only=True)`` and generates with
-``transformers.pipeline("text-generation", model=DIR)``, offline (``model/hf.py``).
+``transformers.pipeline("text-generation", model=DIR)``, offline (``model/hf.py``). A damaged
+checkpoint is refused with the damaged file named (``python -m train.verify`` lists a run's).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ class ExportConfig:
 
 
 def main(argv: list[str]) -> int:
-    from model.hf import export, load_any
-    from model.weights import resolve
+    from model.hf import export, load_hf
+    from model.weights import load, resolve
 
     cfg = cli_config(argv, ExportConfig, "python -m model.export")
     try:
-        source = resolve(cfg.checkpoint)[1]
-        model = load_any(cfg.checkpoint)
+        kind, source = resolve(cfg.checkpoint)  # a checkpoint is verified here, once
+        model = load_hf(source) if kind == "hf" else load(source)
     except (FileNotFoundError, ValueError) as err:
         print(f"checkpoint error: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.base.files import atomic_folder
+from model.base.folders import readable
 from model.base.schema import validate
 from model.base.tokenizer import EOT_ID, EOT_TOKEN, bpe_files_dir
 from model.config import GPTConfig
@@ -143,9 +144,10 @@ def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The weights of a Hugging Face folder: ``model.safetensors``, else ``pytorch_model.bin``
     (loaded with ``weights_only=True``: tensors only, no code)."""
     if (folder / "model.safetensors").exists():
-        return load_file(str(folder / "model.safetensors"))
+        return readable(folder / "model.safetensors", lambda p: load_file(str(p)))
     if (folder / "pytorch_model.bin").exists():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return readable(folder / "pytorch_model.bin",
+                        lambda p: torch.load(p, map_location="cpu", weights_only=True))
     raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
@@ -173,7 +175,7 @@ def load_hf(folder: str | Path, device: str | torch.device = "cpu", dropout: flo
     """A Hugging Face GPT-2 folder (config.json + weights) as our model, in eval mode; ``dropout``
     for fine-tuning it (the folder's own dropout settings are transformers', not ours)."""
     folder = Path(folder)
-    cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
+    cfg = config_from_hf(readable(folder / "config.json", lambda p: json.loads(p.read_text())))
     cfg = dataclasses.replace(cfg, dropout=dropout)
     state = from_hf_state_dict(read_hf_weights(folder), cfg)
     return assemble(cfg, {k: v.to(device=device, dtype=torch.float32) for k, v in state.items()}, folder)

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.base.files import atomic_folder
-from model.base.folders import COMPLETE, MODEL_CONFIG, WEIGHTS, RunFolder
+from model.base.folders import COMPLETE, MODEL_CONFIG, WEIGHTS, CheckpointFolder, Damaged, RunFolder, readable
 from model.base.schema import validate
 from model.config import GPTConfig
 from model.gpt2 import GPT
@@ -43,7 +43,7 @@ def state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
 
 def read_config(folder: Path) -> GPTConfig:
-    cfg = GPTConfig(**json.loads((folder / MODEL_CONFIG).read_text()))
+    cfg = GPTConfig(**readable(folder / MODEL_CONFIG, lambda p: json.loads(p.read_text())))
     validate(cfg)
     return cfg
 
@@ -72,7 +72,7 @@ def assemble(cfg: GPTConfig, state: dict[str, torch.Tensor], source: Path) -> GP
 def load(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     """The model in a folder written by ``save`` (or a checkpoint), on ``device``, in eval mode."""
     folder = Path(folder)
-    state = load_file(str(folder / WEIGHTS), device=str(device))
+    state = readable(folder / WEIGHTS, lambda p: load_file(str(p), device=str(device)))
     return assemble(read_config(folder), state, folder / WEIGHTS)
 
 
@@ -89,14 +89,30 @@ def resolve(spec: str | Path) -> tuple[str, Path]:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {text}: no such file or folder")
     if (path / WEIGHTS).exists() and (path / MODEL_CONFIG).exists():
-        return "ours", path
+        return "ours", verified(CheckpointFolder(path)).path
     if RunFolder.is_run(path):
         newest = RunFolder(path).newest_checkpoint()
         if newest is None:
             raise FileNotFoundError(f"checkpoint {text}: the run folder has no complete checkpoint "
                                     f"(checkpoints/step_*/ with a {COMPLETE} marker)")
-        return "ours", newest.path
+        return "ours", verified(newest, RunFolder(path)).path
     if (path / "config.json").exists():
         return "hf", path
     raise FileNotFoundError(f"checkpoint {text}: not a model folder ({WEIGHTS} + {MODEL_CONFIG}), a run "
                             "folder (checkpoints/), or a Hugging Face folder (config.json)")
+
+
+def verified(folder: CheckpointFolder, run: RunFolder | None = None) -> CheckpointFolder:
+    """``folder`` when it is a plain model folder or a checkpoint that verifies; else ``Damaged``
+    naming each damaged file (and, in a run folder, the newest checkpoint that verifies)."""
+    if not folder.is_complete():
+        return folder  # a model folder (export, save): no marker to check against
+    problems = folder.problems()
+    if not problems:
+        return folder
+    message = f"checkpoint {folder.path} is damaged: {'; '.join(problems)}"
+    if run is not None:
+        good = next((run.checkpoint(s) for s in reversed(run.complete_steps())
+                     if not run.checkpoint(s).problems()), None)
+        message += f"; the newest that verifies is {good.path}" if good else "; none there verifies"
+    raise Damaged(message + " (python -m train.verify lists them all)")

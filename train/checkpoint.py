@@ -16,9 +16,11 @@ loading never runs pickled code.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +31,7 @@ import yaml
 
 from model import weights
 from model.base.files import publish, remove
-from model.base.folders import CheckpointFolder, RunFolder
+from model.base.folders import CheckpointFolder, Damaged, RunFolder, readable
 from model.base.gate import hold_at_gate
 from model.base.schema import diff
 from model.gpt2 import GPT
@@ -56,60 +58,188 @@ class Resumable(Protocol):
 
 
 class Checkpointer:
-    """Saves a run's checkpoints into its run folder and resumes from the newest complete one."""
+    """Saves a run's checkpoints into its run folder and resumes from the newest one that verifies."""
 
     def __init__(self, run: RunFolder, ranks: Ranks, config: dict[str, Any], keep_last: int,
                  keep_every: int | None) -> None:
         self.run, self.ranks, self.config = run, ranks, config
         self.keep_last, self.keep_every = keep_last, keep_every
 
+    # --- saving -------------------------------------------------------------------------------------
+
     def save(self, trainer: Resumable) -> Path:
-        """Checkpoint ``trainer`` at its step (every rank calls it)."""
+        """Checkpoint ``trainer`` at its step (every rank calls it). A write that fails on any rank
+        (a full disk, an I/O error) removes the partial folder and stops the run on every rank; the
+        previous checkpoint is untouched."""
         tmp, final = self.run.partial_checkpoint(trainer.step), self.run.checkpoint(trainer.step)
-        if self.ranks.main:
-            remove(tmp.path)
-            tmp.path.mkdir(parents=True)
+        main = self.ranks.main
+        fresh = lambda: (remove(tmp.path), tmp.path.mkdir(parents=True))  # noqa: E731
+        self._together(trainer, tmp, fresh if main else None)
+        self._together(trainer, tmp, lambda: self._write(trainer, tmp))  # every rank: its RNG states
+        if main:
+            hold_at_gate("checkpoint", trainer.step)
+        self._together(trainer, tmp, (lambda: (tmp.seal(), publish(tmp.path, final.path))) if main else None)
+        if main:
+            self._keep_if_it_verifies(final)
         self._barrier()
+        return final.path
+
+    def _write(self, trainer: Resumable, tmp: CheckpointFolder) -> None:
         torch.save(rng_state(), tmp.rng(self.ranks.rank))
         if self.ranks.main:
             weights.write_files(trainer.model, tmp.path)
             torch.save(trainer.optimizer.state_dict(), tmp.optimizer)
             torch.save(trainer.state_dict(), tmp.trainer)
             tmp.config.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self._barrier()
+
+    def _together(self, trainer: Resumable, tmp: CheckpointFolder, work: Callable[[], Any] | None) -> None:
+        """Run this rank's part of a save; if any rank's part failed, every rank stops."""
+        error: Exception | None = None
+        try:
+            if work is not None:
+                work()
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+            error = err
+        if not _any_rank(error is not None, self.ranks, trainer.device):
+            return
         if self.ranks.main:
-            hold_at_gate("checkpoint", trainer.step)
-            tmp.marker.write_text("")
-            publish(tmp.path, final.path)
-            prune(self.run, self.keep_last, self.keep_every)
-        self._barrier()
-        return final.path
+            remove(tmp.path)
+        needed, usage = checkpoint_bytes(trainer), shutil.disk_usage(self.run.root)
+        cause = _cause(error, needed, usage.free)
+        raise TrainingError(
+            f"checkpoint step {trainer.step} could not be written to {tmp.path} ({cause}); it needs about "
+            f"{size(needed)}, {size(usage.free)} are free of {size(usage.total)}; the "
+            f"partial folder is removed and {self._previous(trainer.step)}; free space and rerun the same "
+            "command to resume") from error
+
+    def _previous(self, step: int) -> str:
+        older = [s for s in self.run.complete_steps() if s < step]
+        return f"checkpoint step {older[-1]} is intact" if older else "no earlier checkpoint exists"
+
+    def _keep_if_it_verifies(self, final: CheckpointFolder) -> None:
+        """Prune older checkpoints only once the new one verifies (its files are the sizes sealed; the
+        checksums were computed from these very bytes a moment ago)."""
+        problems = final.problems(checksums=False)
+        if problems:
+            aside = self.run.move_aside(final)
+            log.error("checkpoint %s does not verify after writing (%s): moved to %s; older checkpoints "
+                      "are kept", final.path, "; ".join(problems), aside)
+            return
+        prune(self.run, self.keep_last, self.keep_every)
+
+    # --- resuming -----------------------------------------------------------------------------------
 
     def load(self, trainer: Resumable) -> Path | None:
-        """Restore ``trainer`` (model, optimizer, state, this rank's RNGs) from the newest complete
-        checkpoint, after removing unfinished ones; None where there is none (every rank calls it)."""
+        """Restore ``trainer`` (model, optimizer, state, this rank's RNGs) from the newest checkpoint
+        that verifies, after removing unfinished ones; None where there is none (every rank calls it).
+
+        Rank 0 verifies (sizes and checksums) and every rank loads the checkpoint it chose; one that
+        fails either way is moved to ``checkpoints/damaged/`` and the next older one is tried."""
         if self.ranks.main:
             for partial in self.run.partial_checkpoints():
                 remove(partial)
         self._barrier()
-        found = self.run.newest_checkpoint()
-        if found is None:
-            return None
+        newest = (self.run.complete_steps() or [None])[-1]
+        while True:
+            step = self._choose(trainer)
+            if step is None:
+                break
+            found = self.run.checkpoint(step)
+            self._check_config(found)
+            error = self._restore(found, trainer)
+            if not _any_rank(error is not None, self.ranks, trainer.device):
+                if self.ranks.main and step != newest:
+                    log.warning("resuming from step %d: steps %d to %d are trained again", step, step + 1,
+                                newest)
+                return found.path
+            if self.ranks.main:
+                self._set_aside(found, [str(error) if error else "another rank could not read it"])
+        self._barrier()
+        if newest is not None and not self.run.complete_steps():
+            raise TrainingError(f"no checkpoint in {self.run.checkpoints} verifies (each was moved to "
+                                f"{self.run.damaged}); nothing to resume from: use another out_dir to start "
+                                "afresh, or move a checkpoint back if you know it is good")
+        return None
+
+    def _choose(self, trainer: Resumable) -> int | None:
+        """The newest complete checkpoint that verifies, by rank 0; the damaged ones go aside. Every
+        rank gets rank 0's choice."""
+        choice = -1
+        if self.ranks.main:
+            for step in reversed(self.run.complete_steps()):
+                problems = self.run.checkpoint(step).problems()
+                if not problems:
+                    choice = step
+                    break
+                self._set_aside(self.run.checkpoint(step), problems)
+        if self.ranks.world_size > 1:
+            flag = torch.tensor(choice, device=trainer.device)
+            dist.broadcast(flag, src=0)
+            choice = int(flag.item())
+        return None if choice < 0 else choice
+
+    def _set_aside(self, found: CheckpointFolder, problems: list[str]) -> None:
+        aside = self.run.move_aside(found)
+        log.error("checkpoint %s is damaged: %s; moved to %s", found.path, "; ".join(problems), aside)
+
+    def _check_config(self, found: CheckpointFolder) -> None:
         changed = diff({k: saved_config(found).get(k) for k in MUST_MATCH},
                        {k: self.config.get(k) for k in MUST_MATCH})
         if changed:
             raise TrainingError(f"{found.path} was made by another run ({'; '.join(changed)}); use "
-                                  "another out_dir, or the old values")
-        trainer.model.load_state_dict(weights.load(found.path, device=trainer.device).state_dict())
-        trainer.optimizer.load_state_dict(_load(found.optimizer))
-        trainer.load_state_dict(_load(found.trainer))
-        if found.rng(self.ranks.rank).exists():  # a rank the checkpoint lacks keeps its fresh state
-            set_rng_state(_load(found.rng(self.ranks.rank)))
-        return found.path
+                                "another out_dir, or the old values")
+
+    def _restore(self, found: CheckpointFolder, trainer: Resumable) -> Damaged | None:
+        """Load ``found`` into ``trainer``; the damage that stopped it, if any."""
+        try:
+            trainer.model.load_state_dict(weights.load(found.path, device=trainer.device).state_dict())
+            trainer.optimizer.load_state_dict(readable(found.optimizer, _load))
+            trainer.load_state_dict(readable(found.trainer, _load))
+            if found.rng(self.ranks.rank).exists():  # a rank the checkpoint lacks keeps its fresh state
+                set_rng_state(readable(found.rng(self.ranks.rank), _load))
+        except Damaged as err:
+            return err
+        return None
 
     def _barrier(self) -> None:
         if self.ranks.world_size > 1:
             dist.barrier()
+
+
+def _any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (every rank calls it)."""
+    if ranks.world_size == 1:
+        return flag
+    value = torch.tensor(int(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def checkpoint_bytes(trainer: Resumable) -> int:
+    """About what one checkpoint of ``trainer`` takes on disk: weights and optimizer state."""
+    tensors = [t for k, t in trainer.model.state_dict().items() if k != "lm_head.weight"]  # tied: once
+    tensors += [t for state in trainer.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    if not trainer.optimizer.state:  # before the first step: AdamW's two moments, not made yet
+        tensors += [p for p in trainer.model.parameters()] * 2
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _cause(error: Exception | None, needed: int, free: int) -> str:
+    if error is None:
+        return "another rank could not write its part"
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if not isinstance(error, OSError) and free < needed:
+        return f"no space left on device: {type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def size(n: float) -> str:
+    """Bytes for people: ``1.49 GB``, ``1.6 MB``, ``812 KB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{n / 1e3:.0f} KB"
 
 
 def prune(run: RunFolder | Path, keep_last: int, keep_every: int | None) -> None:
@@ -121,7 +251,7 @@ def prune(run: RunFolder | Path, keep_last: int, keep_every: int | None) -> None
 
 
 def saved_config(folder: CheckpointFolder) -> dict[str, Any]:
-    return yaml.safe_load(folder.config.read_text())
+    return readable(folder.config, lambda p: yaml.safe_load(p.read_text()))
 
 
 def _load(path: Path) -> Any:

@@ -16,6 +16,7 @@ The parts: ``build`` makes a rank's ``Trainer`` (model, optimizer, data; resumed
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 from contextlib import nullcontext
 from typing import Any
@@ -31,7 +32,7 @@ from model.flops import device_name, flops_per_token, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, step_memory
 from train import hellaswag
-from train.checkpoint import Checkpointer
+from train.checkpoint import Checkpointer, checkpoint_bytes, size
 from train.config import TrainConfig
 from train.data import TrainData
 from train.distributed import Ranks, pick_device
@@ -288,9 +289,23 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
     log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),
              ", torch.compile needs less" if cfg.compile else "",
              "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s")
+    warn_if_disk_is_short(trainer)
     if device.type == "cuda":
         have = torch.cuda.get_device_properties(device).total_memory
         if memory.total > 0.95 * have:
             log.warning("the estimate exceeds the %.1f GiB of %s: if the run runs out of memory, lower "
                         "micro_batch_size (gradient accumulation keeps the batch of total_batch_tokens)",
                         have / GIB, device_name(device))
+
+
+def warn_if_disk_is_short(trainer: Trainer) -> None:
+    """Checkpoints need room for ``keep_last + 1`` of them (the new one is complete before the oldest
+    goes): say so at the start when the run folder's filesystem has less free."""
+    cfg = trainer.cfg
+    each, usage = checkpoint_bytes(trainer), shutil.disk_usage(cfg.out_dir)
+    log.info("checkpoints: about %s each, %d kept (+1 while the next is written); %s free in %s",
+             size(each), cfg.keep_last, size(usage.free), cfg.out_dir)
+    if usage.free < (cfg.keep_last + 1) * each:
+        log.warning("%s has %s free, less than the %s of keep_last + 1 = %d checkpoints: a checkpoint may "
+                    "not fit (the run then stops, keeping the last good one); free space or lower keep_last",
+                    cfg.out_dir, size(usage.free), size((cfg.keep_last + 1) * each), cfg.keep_last + 1)

@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import xxhash
+
 _TMP = ".tmp"
 
 
@@ -95,3 +97,18 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+CHECKSUM = "xxh3_128"
+_CHUNK = 16 << 20
+
+
+def checksum(path: Path) -> str:
+    """The file's xxh3-128, hex: a fast non-cryptographic hash (8 GB/s on one core here, against
+    1.8 for sha256), so checking an 18 GB checkpoint costs what reading it costs. It finds damage
+    (truncation, flipped bits, a half-copied file), not tampering."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -12,24 +12,45 @@
                 trainer.pt          the trainer's resumable state (``Trainer.state_dict``)
                 rng_rank_0.pt       every RNG of rank 0, one file per rank
                 config.yaml         the run's resolved config
-                COMPLETE            written last
+                COMPLETE            written last: every other file's size and checksum (``seal``)
             .step_0002000.tmp       a checkpoint being written (``model.base.files.temporary``)
+            damaged/step_0003000/   a checkpoint that failed verification, moved aside (never deleted)
 
-Pure paths, no I/O beyond listing: the trainer, evaluation, the weights loader, export, sampling and
-the demo all find a run's files through these two classes.
+The trainer, evaluation, the weights loader, export, sampling and the demo all find a run's files
+through these two classes; ``CheckpointFolder.seal`` and ``problems`` write and check the marker.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from model.base.files import is_temporary, temporary
+from model.base.files import CHECKSUM, checksum, is_temporary, temporary
 
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model.json"
 COMPLETE = "COMPLETE"
 _STEP = re.compile(r"step_(\d{7,})$")
+T = TypeVar("T")
+
+
+class Damaged(ValueError):
+    """A checkpoint or model file that cannot be used: the message names the file and what is wrong."""
+
+
+def readable(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, with any failure to read the file (torch's, safetensors', json's) turned into
+    ``Damaged`` naming the file."""
+    try:
+        return read(path)
+    except Damaged:
+        raise
+    except Exception as err:  # a damaged file fails in whatever way its reader does
+        raise Damaged(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
 
 
 class CheckpointFolder:
@@ -53,6 +74,38 @@ class CheckpointFolder:
 
     def is_complete(self) -> bool:
         return self.marker.exists()
+
+    def is_sealed(self) -> bool:
+        """Whether the marker records the files (an older version's marker is empty)."""
+        return self.marker.exists() and bool(self.marker.read_text().strip())
+
+    def seal(self) -> None:
+        """Write the marker, last: every other file with its size and checksum."""
+        files = sorted(p for p in self.path.iterdir() if p.is_file() and p.name != COMPLETE)
+        record = {"format": 1, "checksum": CHECKSUM,
+                  "files": {p.name: {"bytes": p.stat().st_size, CHECKSUM: checksum(p)} for p in files}}
+        self.marker.write_text(json.dumps(record, indent=1) + "\n")
+
+    def problems(self, checksums: bool = True) -> list[str]:
+        """What is wrong with this checkpoint, one line per damaged file; [] when it verifies (or,
+        for an older version's empty marker, when nothing was recorded to check)."""
+        if not self.marker.exists():
+            return [f"no {COMPLETE} marker: it was never finished"]
+        try:
+            text = self.marker.read_text()
+            files = json.loads(text)["files"] if text.strip() else {}
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return [f"{COMPLETE}: not a readable record of the files"]
+        found = []
+        for name, want in files.items():
+            path = self.path / name
+            if not path.is_file():
+                found.append(f"{name}: missing")
+            elif (size := path.stat().st_size) != want["bytes"]:
+                found.append(f"{name}: {size:,} bytes, {want['bytes']:,} when it was written")
+            elif checksums and checksum(path) != want[CHECKSUM]:
+                found.append(f"{name}: its {CHECKSUM} differs from when it was written (bytes changed)")
+        return found
 
 
 class RunFolder:
@@ -97,3 +150,16 @@ class RunFolder:
     def newest_checkpoint(self) -> CheckpointFolder | None:
         steps = self.complete_steps()
         return self.checkpoint(steps[-1]) if steps else None
+
+    @property
+    def damaged(self) -> Path:
+        return self.checkpoints / "damaged"
+
+    def move_aside(self, checkpoint: CheckpointFolder) -> Path:
+        """Move a checkpoint that failed verification to ``checkpoints/damaged/`` (kept for a look)."""
+        self.damaged.mkdir(parents=True, exist_ok=True)
+        target, n = self.damaged / checkpoint.path.name, 1
+        while target.exists():
+            target, n = self.damaged / f"{checkpoint.path.name}.{n}", n + 1
+        os.replace(checkpoint.path, target)
+        return target

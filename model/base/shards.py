@@ -35,7 +35,10 @@ def read_shard(path: str | Path) -> np.ndarray:
     if head[1] != VERSION:
         raise ValueError(f"{path}: shard version {head[1]}, expected {VERSION}")
     num_tokens = int(head[2])
-    expected = HEADER_BYTES + 2 * num_tokens
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, header promises {expected}")
+    expected, size = HEADER_BYTES + 2 * num_tokens, path.stat().st_size
+    if size != expected:
+        held = (size - HEADER_BYTES) / 2
+        raise ValueError(f"{path}: {held:,g} tokens ({size:,} bytes), the header promises {num_tokens:,} "
+                         f"({expected:,} bytes): cut short or padded; write it again (the tokenize stage) "
+                         "or remove it")
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))

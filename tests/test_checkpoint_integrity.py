@@ -147,6 +147,29 @@ def test_the_verify_command_reads_what_the_checksums_cannot_vouch_for(whole, tmp
     assert problem.startswith("rng_rank_0.pt: cannot be read")
 
 
+def test_pruning_waits_for_the_new_checkpoint_to_verify(data, tmp_path, monkeypatch, caplog):  # noqa: F811
+    """A new checkpoint whose files are not what was sealed (a disk that lost a write) stops the run:
+    it is moved aside and no older checkpoint is pruned for it."""
+    from model.base.folders import CheckpointFolder
+    from train.distributed import Ranks
+    from train.loop import TrainingError, run
+
+    problems = CheckpointFolder.problems
+    lost = ["optimizer.pt: 0 bytes, 1 when it was written"]
+
+    def step_8_lost_a_write(self, checksums=True):
+        return problems(self, checksums) or (lost if self.path.name == "step_0000008" else [])
+
+    monkeypatch.setattr(CheckpointFolder, "problems", step_8_lost_a_write)
+    out = tmp_path / "run"
+    expected = (r"checkpoint step 8 does not verify right after writing \(optimizer\.pt: 0 bytes, 1 when it "
+                r"was written\): moved to .*damaged/step_0000008; the disk under .* loses writes; checkpoint "
+                r"step 4 is intact and nothing was pruned")
+    with pytest.raises(TrainingError, match=expected):
+        run(in_process_config(data, out, keep_last=1), Ranks())
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["damaged", "step_0000004"]
+
+
 @pytest.mark.slow
 def test_under_ddp_every_rank_resumes_from_the_checkpoint_rank_0_verified(data, clean, tmp_path):  # noqa: F811
     """Two gloo ranks: the newest checkpoint is damaged (a flipped byte), rank 0 finds it, and both

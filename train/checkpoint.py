@@ -79,8 +79,16 @@ class Checkpointer:
         if main:
             hold_at_gate("checkpoint", trainer.step)
         self._together(trainer, tmp, (lambda: (tmp.seal(), publish(tmp.path, final.path))) if main else None)
-        if main:
-            self._keep_if_it_verifies(final)
+        problems = final.problems(checksums=False) if main else []  # as sealed: the sizes suffice
+        if _any_rank(bool(problems), self.ranks, trainer.device):
+            aside = self.run.move_aside(final) if main else None
+            raise TrainingError(
+                f"checkpoint step {trainer.step} does not verify right after writing "
+                f"({'; '.join(problems) or 'see rank 0'}): moved to {aside}; the disk under {self.run.root} "
+                f"loses writes; {self._previous(trainer.step)} and nothing was pruned; rerun the same "
+                "command to resume from it")
+        if main:  # only now that the new checkpoint verifies may older ones go
+            prune(self.run, self.keep_last, self.keep_every)
         self._barrier()
         return final.path
 
@@ -115,17 +123,6 @@ class Checkpointer:
     def _previous(self, step: int) -> str:
         older = [s for s in self.run.complete_steps() if s < step]
         return f"checkpoint step {older[-1]} is intact" if older else "no earlier checkpoint exists"
-
-    def _keep_if_it_verifies(self, final: CheckpointFolder) -> None:
-        """Prune older checkpoints only once the new one verifies (its files are the sizes sealed; the
-        checksums were computed from these very bytes a moment ago)."""
-        problems = final.problems(checksums=False)
-        if problems:
-            aside = self.run.move_aside(final)
-            log.error("checkpoint %s does not verify after writing (%s): moved to %s; older checkpoints "
-                      "are kept", final.path, "; ".join(problems), aside)
-            return
-        prune(self.run, self.keep_last, self.keep_every)
 
     # --- resuming -----------------------------------------------------------------------------------
 

@@ -41,6 +41,23 @@ class StagePaths:
         stages = {f: s for s, f in STAGE_FOLDERS.items()}
         return cls(workdir, stages.get(folder, folder))
 
+    @classmethod
+    def holding(cls, path: Path) -> StagePaths | None:
+        """The paths of the stage whose folder holds ``path`` (the innermost with a stage.json)."""
+        for folder in Path(path).resolve().parents:
+            for stage, name in STAGE_FOLDERS.items():
+                parts = Path(name).parts
+                if folder.parts[-len(parts):] == parts and len(folder.parts) > len(parts):
+                    paths = cls(folder.parents[len(parts) - 1], stage)
+                    if paths.meta.exists():
+                        return paths
+        return None
+
+    @property
+    def top_stage(self) -> str:
+        """The stage, as ``stages=[...]`` names it, this one is a pass of (its top folder's)."""
+        return self.of_folder(self.workdir, STAGE_FOLDERS.get(self.stage, self.stage).split("/")[0]).stage
+
     @property
     def root(self) -> Path:
         return self.workdir / STAGE_FOLDERS.get(self.stage, self.stage)

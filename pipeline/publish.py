@@ -40,12 +40,12 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
 from model.base.files import atomic_write
 from model.base.schema import to_dict
 from pipeline.config import PublishConfig
+from pipeline.parquet_io import open_file, parquet_writer, read_metadata, reading
 from pipeline.paths import StagePaths
 from pipeline.plots import plots
 from pipeline.runtime import (
@@ -99,7 +99,7 @@ def row_group_sizes(path: Path) -> list[tuple[int, int]]:
     Read from the Parquet footer only: the estimate of what the rows weigh in a corpus shard (zstd
     too) that the plan is made from, the same on every machine and in every task.
     """
-    meta = pq.read_metadata(path)
+    meta = read_metadata(path)
     sizes = []
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
@@ -191,7 +191,7 @@ class _Shard:
         self.group_rows = group_rows
         self.pending: list[dict[str, Any]] = []
         self.parquet = _HashedFile(ctx.output(self.entry["name"]))
-        self.writer = pq.ParquetWriter(self.parquet, CORPUS_SCHEMA, compression="zstd")
+        self.writer = parquet_writer(self.parquet, CORPUS_SCHEMA, compression="zstd")
         self.jsonl = self.lines = None
         if jsonl:
             self.entry["jsonl"] = f"jsonl/{name}.jsonl.zst"
@@ -346,7 +346,8 @@ class PublishStage(Stage):
 
     def _documents(self, piece: Piece) -> Iterator[list[dict[str, Any]]]:
         """The rows of ``piece`` as corpus rows, in order, streamed in batches of ``row_group_rows``."""
-        with pq.ParquetFile(self._input(piece.partition)) as source:
+        path = self._input(piece.partition)
+        with reading(path), open_file(path) as source:  # the caller's writes run outside this frame
             columns = [c for c in SOURCE_COLUMNS if c in source.schema_arrow.names]
             first = 0  # the row group's first row in the file
             for g in range(source.num_row_groups):

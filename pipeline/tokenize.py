@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from model.base.shards import header
 from model.base.tokenizer import EOT_ID, gpt2_encoding
 from pipeline.config import TokenizeConfig
+from pipeline.parquet_io import open_file, read_metadata, reading
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
@@ -108,7 +108,7 @@ class TokenizeStage(Stage):
 
     def units(self) -> list[tuple[Path, int]]:
         """Every (file, row group) of the input, in order: the units split among tasks."""
-        return [(f, g) for f in self.input_files() for g in range(pq.ParquetFile(f).num_row_groups)]
+        return [(f, g) for f in self.input_files() for g in range(read_metadata(f).num_row_groups)]
 
     def run_task(self, ctx: TaskContext) -> None:
         units = self.units()
@@ -125,12 +125,13 @@ class TokenizeStage(Stage):
                             writers: dict[str, ShardWriter]) -> None:
         conf = self.conf
         columns = [conf.text_column] + ([conf.id_column] if conf.id_column else [])
-        parquet = pq.ParquetFile(path)
+        parquet = open_file(path)
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
         if missing:
             raise StageError(f"{path} has no column {missing[0]!r} (columns: "
                              f"{parquet.schema_arrow.names}); set tokenize.text_column/id_column")
-        table = parquet.read_row_group(group, columns=columns)
+        with reading(path):
+            table = parquet.read_row_group(group, columns=columns)
         texts = table.column(conf.text_column).to_pylist()
         keys = table.column(conf.id_column).to_pylist() if conf.id_column else texts
         encoding = gpt2_encoding()

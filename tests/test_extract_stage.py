@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ExtractConfig
-from pipeline.extract.stage import WarcReader, charset_of, doc_id
+from pipeline.extract.stage import DamagedRecord, WarcReader, charset_of, doc_id
 from pipeline.extract.worker import IsolatedExtractor
 from pipeline.fetch.warc import HttpExchange, WarcFiles
 from pipeline.paths import StagePaths
@@ -108,30 +108,72 @@ def test_links_fetch_extract_end_to_end(server, tmp_path):
     assert not any("We use cookies" in text or "Most read this week" in text for text in texts)
 
 
-def test_warc_reader_payloads_and_a_damaged_record(tmp_path):
-    warc = WarcFiles(tmp_path, "00000", 1 << 30)
-    bodies = [article_page(d) for d in documents()[:2]]
+def write_warc(folder: Path, bodies: list[bytes]) -> list[tuple[str, int, int]]:
+    """One WARC file as fetch writes it (a response and its request per page); the pointers."""
+    warc = WarcFiles(folder, "00000", 1 << 30)
     pointers = []
     for i, body in enumerate(bodies):
         exchange = HttpExchange(f"http://a.test/{i}", "GET", f"/{i}", [], "HTTP/1.1", 200, "OK",
                                 [("Content-Type", "text/html; charset=cp1252")], body)
         pointers.append(warc.write([exchange])[:3])
     warc.close()
+    return pointers
+
+
+def overwrite(path: Path, start: int, stop: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(start)
+        f.write(bytes(b ^ 0xFF for b in f.read(stop - start)))
+
+
+def cut(path: Path, start: int, stop: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:start] + data[stop:])
+
+
+def test_warc_reader_payloads_and_a_damaged_record(tmp_path):
+    bodies = [article_page(d) for d in documents()[:2]]
+    pointers = write_warc(tmp_path, bodies)
     reader = WarcReader(tmp_path)
-    for (name, offset, length), body in zip(pointers, bodies, strict=True):
-        assert reader.payload(name, offset, length) == (body, "text/html; charset=cp1252")
+    for i, ((name, offset, length), body) in enumerate(zip(pointers, bodies, strict=True)):
+        got = reader.payload(name, offset, length, f"http://a.test/{i}")
+        assert got == (body, "text/html; charset=cp1252", offset)
     name, offset, length = pointers[1]
     request_at = pointers[0][1] + pointers[0][2]  # the request record written before the response
-    with pytest.raises(StageError, match="is a request record, not a response"):
-        reader.payload(name, request_at, offset - request_at)
-    with (tmp_path / name).open("r+b") as f:  # a damaged byte inside the compressed payload
-        f.seek(offset + length // 2)
-        byte = f.read(1)
-        f.seek(offset + length // 2)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(DamagedRecord, match="is a request record of http://a.test/0, not the response"):
+        reader.payload(name, request_at, offset - request_at, "http://a.test/0")
+    with pytest.raises(DamagedRecord, match="not the response of http://a.test/9"):
+        reader.payload(name, offset, length, "http://a.test/9")  # another page's record
     reader.close()
-    with pytest.raises(StageError, match=f"{name}@{offset}"):
-        WarcReader(tmp_path).payload(name, offset, length)
+    middle = offset + length // 2
+    overwrite(tmp_path / name, middle, middle + 1)  # a damaged byte inside the compressed payload
+    with pytest.raises(DamagedRecord, match=f"{name}@{offset}"):
+        WarcReader(tmp_path).payload(name, offset, length, "http://a.test/1")
+    (tmp_path / name).unlink()
+    with pytest.raises(StageError, match=f"{name} cannot be read \\(FileNotFoundError"):
+        WarcReader(tmp_path).payload(name, offset, length, "http://a.test/1")
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "cut"])
+def test_a_record_damaged_mid_file_leaves_the_others_readable(tmp_path, damage):
+    bodies = [article_page(d) for d in documents()[:7]]
+    pointers = write_warc(tmp_path, bodies)
+    name, offset, length = pointers[3]
+    if damage == "overwritten":
+        overwrite(tmp_path / name, offset + 100, offset + 100 + length // 3)
+    else:  # a chunk out of the record's middle: every later record moves
+        cut(tmp_path / name, offset + 100, offset + 100 + length // 3)
+    reader = WarcReader(tmp_path)
+    for i, ((_, at, size), body) in enumerate(zip(pointers, bodies, strict=True)):
+        if i == 3:
+            with pytest.raises(DamagedRecord):
+                reader.payload(name, at, size, f"http://a.test/{i}")
+            continue
+        got = reader.payload(name, at, size, f"http://a.test/{i}")
+        moved = length // 3 if damage == "cut" and i > 3 else 0
+        assert got == (body, "text/html; charset=cp1252", at - moved)
+    assert reader.moved == (3 if damage == "cut" else 0)
+    reader.close()
 
 
 def test_a_spinning_page_is_abandoned_and_the_worker_replaced():
@@ -211,3 +253,42 @@ def test_sigkill_part_way_then_rerun_gives_identical_docs(server, tmp_path):
     rerun = subprocess.run(extract_only, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert stage_outputs(docs.root) == stage_outputs(StagePaths(tmp_path / "clean", "extract").root)
+
+
+@pytest.mark.slow
+def test_damaged_warc_records_are_counted_and_the_rest_extracted(server, tmp_path):
+    port, pages = server
+    dump = make_dump(tmp_path, port, pages)
+    workdir = tmp_path / "w"
+    fetched = subprocess.run([*command(workdir, dump), "stages=[links,fetch]"], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert fetched.returncode == 0, fetched.stderr
+    fetch = StagePaths(workdir, "fetch")
+    damaged = []
+    for task, damage in ((0, overwrite), (1, cut)):  # in each task's fuller WARC file, a middle page
+        rows = [r for r in pq.read_table(fetch.root / "index" / f"{task:05d}.parquet").to_pylist()
+                if r["reason"] is None]
+        fullest = max({r["warc_file"] for r in rows}, key=lambda f: sum(r["warc_file"] == f for r in rows))
+        in_file = sorted((r for r in rows if r["warc_file"] == fullest), key=lambda r: r["warc_offset"])
+        page = next(r for r in in_file[len(in_file) // 2:-1] if "/doc/" in r["url"])
+        at, length = page["warc_offset"], page["warc_length"]
+        damage(fetch.root / "warc" / fullest, at + 100, at + 100 + length // 3)
+        damaged.append(page["url"])
+    extracted = subprocess.run([*command(workdir, dump), "stages=[extract]"], cwd=REPO,
+                               capture_output=True, text=True, timeout=300)
+    assert extracted.returncode == 0, extracted.stderr
+    stats = json.loads((workdir / "docs" / "stats.json").read_text())
+    assert stats["counts"] == {"kept": len(documents()) - 2, "warc_damaged": 2, "language": 1,
+                               "too_short": 1, "extract_timeout": 1}
+    assert stats["metrics"]["warc_records_moved"] >= 1  # the pages after the cut, found again
+    docs = pq.read_table(sorted((workdir / "docs").glob("part-*.parquet"))).to_pylist()
+    wanted = {f"http://{'ab'[i % 2]}.test:{port}{path}" for i, path in
+              enumerate(sorted(p for p in pages if p != "/robots.txt")) if path.startswith("/doc/")}
+    assert {d["url"] for d in docs} == wanted - set(damaged)
+    texts = {d["text"] for d in docs}
+    survivors = [s for i, s in enumerate(documents()) if not any(u.endswith(f"/doc/{i}") for u in damaged)]
+    assert all(any(s["text"].split("\n\n")[0] in text for text in texts) for s in survivors)
+    reader = WarcReader(fetch.root / "warc")  # each document's pointer is where its record is now
+    for doc in docs:
+        assert reader.payload(doc["warc_file"], doc["warc_offset"], doc["warc_length"], doc["url"])
+    reader.close()

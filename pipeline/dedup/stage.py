@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from model.base.schema import to_dict
 from pipeline.config import DedupConfig
 from pipeline.dedup.minhash import MinHasher, band_hashes, lsh_params, normalize, shingle_hashes
+from pipeline.parquet_io import iter_batches, open_file, parquet_writer, read_table, reading, write_table
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 
@@ -113,20 +113,21 @@ def partition_of(nodes: np.ndarray, partitions: int) -> np.ndarray:
 
 
 def _read(paths: list[Path], schema: pa.Schema, filters: list | None = None) -> pa.Table:
-    tables = [pq.read_table(p, filters=filters, schema=schema) for p in paths]
+    tables = [read_table(p, filters=filters, schema=schema) for p in paths]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _bucket_range(path: Path, low: int, high: int) -> pa.Table:
     """The rows of a bucket-sorted band file with low <= bucket < high: only the row groups whose
     statistics overlap the range are read."""
-    f = pq.ParquetFile(path)
+    f = open_file(path)
     groups = []
     for g in range(f.num_row_groups):
         stats = f.metadata.row_group(g).column(0).statistics
         if stats is None or not stats.has_min_max or (stats.max >= low and stats.min < high):
             groups.append(g)
-    table = f.read_row_groups(groups, use_threads=False) if groups else BAND_SCHEMA.empty_table()
+    with reading(path):
+        table = f.read_row_groups(groups, use_threads=False) if groups else BAND_SCHEMA.empty_table()
     bucket = table.column("bucket").to_numpy(zero_copy_only=False).astype(U64)
     if np.any(bucket[1:] < bucket[:-1]):
         raise StageError(f"{path}: band rows are not sorted by bucket (not written by dedup_sig?); "
@@ -207,11 +208,11 @@ class DedupSignatureStage(_DedupPass):
     def run_task(self, ctx: TaskContext) -> None:
         bands, rows = self.bands
         hasher = MinHasher(self.conf.num_perm, self.conf.seed, self.conf.scheme, self.conf.ngram)
-        source = pq.ParquetFile(docs_files(self.workdir, self.shards)[ctx.index])
+        source = docs_files(self.workdir, self.shards)[ctx.index]
         parts: list[list[np.ndarray]] = []  # per batch: bucket columns of each band, then labels
         row = 0
-        for batch in source.iter_batches(BATCH_ROWS, columns=["id", "text", "created_utc", "score",
-                                                                "n_chars"]):
+        for batch in iter_batches(source, batch_size=BATCH_ROWS,
+                                  columns=["id", "text", "created_utc", "score", "n_chars"]):
             table = pa.Table.from_batches([batch])
             texts = table.column("text").to_pylist()
             keys = (U64(ctx.index) << U64(32)) | np.arange(row, row + len(texts), dtype=U64)
@@ -243,9 +244,9 @@ class DedupSignatureStage(_DedupPass):
                 bucket, keep = exact, np.ones_like(has_shingles)
             order = np.argsort(bucket[keep], kind="stable")
             columns = [pa.array(c[keep][order], pa.uint64()) for c in (bucket, rank, ids, keys, exact)]
-            pq.write_table(pa.table(columns, schema=BAND_SCHEMA),
-                           ctx.output(f"band-{band:03d}/{ctx.index:05d}.parquet"),
-                           row_group_size=ROW_GROUP_ROWS, compression="zstd")
+            write_table(pa.table(columns, schema=BAND_SCHEMA),
+                        ctx.output(f"band-{band:03d}/{ctx.index:05d}.parquet"),
+                        row_group_size=ROW_GROUP_ROWS, compression="zstd")
 
 
 # --- 2. candidate pairs -------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class DedupPairsStage(_DedupPass):
 
 def _write_edges(src: list[np.ndarray], dst: list[np.ndarray], mask: np.ndarray, path: Path) -> None:
     columns = [pa.array(c[mask], pa.uint64()) for c in (*src, *dst)]
-    pq.write_table(pa.table(columns, schema=EDGE_SCHEMA), path, compression="zstd")
+    write_table(pa.table(columns, schema=EDGE_SCHEMA), path, compression="zstd")
 
 
 def write_graph_edges(ctx: TaskContext, a: list[np.ndarray], b: list[np.ndarray], parts: int) -> None:
@@ -331,8 +332,8 @@ class DedupVerifyRequestStage(_DedupPass):
         where = partition_of(a, parts)
         mine = shard_of(a) == U64(ctx.index)
         for q in np.unique(where[mine]):  # each pair is sent once, by the shard of its first end
-            pq.write_table(pairs.filter(pa.array(mine & (where == q))),
-                           ctx.output(f"q{int(q):03d}/pairs-{ctx.index:05d}.parquet"), compression="zstd")
+            write_table(pairs.filter(pa.array(mine & (where == q))),
+                        ctx.output(f"q{int(q):03d}/pairs-{ctx.index:05d}.parquet"), compression="zstd")
         wanted: dict[int, set[int]] = {}  # row of this shard -> partitions that need its shingles
         for key, q in ((a, where), (b, where)):
             inside = shard_of(key) == U64(ctx.index)
@@ -340,8 +341,8 @@ class DedupVerifyRequestStage(_DedupPass):
                 wanted.setdefault(row, set()).add(part)
         out: dict[int, list[tuple[int, np.ndarray]]] = {}
         row = 0
-        source = pq.ParquetFile(docs_files(self.workdir, self.shards)[ctx.index])
-        for batch in source.iter_batches(BATCH_ROWS, columns=["text"]):
+        source = docs_files(self.workdir, self.shards)[ctx.index]
+        for batch in iter_batches(source, batch_size=BATCH_ROWS, columns=["text"]):
             for i, text in enumerate(batch.column(0).to_pylist()):
                 parts_needing = wanted.get(row + i)
                 if parts_needing:
@@ -353,7 +354,7 @@ class DedupVerifyRequestStage(_DedupPass):
         for q, docs in out.items():
             table = pa.table({"key": pa.array([k for k, _ in docs], pa.uint64()),
                               "shingles": pa.array([s for _, s in docs], pa.list_(pa.uint64()))})
-            pq.write_table(table, ctx.output(f"q{q:03d}/docs-{ctx.index:05d}.parquet"), compression="zstd")
+            write_table(table, ctx.output(f"q{q:03d}/docs-{ctx.index:05d}.parquet"), compression="zstd")
 
 
 class DedupVerifyStage(_DedupPass):
@@ -374,7 +375,7 @@ class DedupVerifyStage(_DedupPass):
         pairs = _read(sorted(folder.glob("pairs-*.parquet")), EDGE_SCHEMA)
         shingles: dict[int, np.ndarray] = {}
         for path in sorted(folder.glob("docs-*.parquet")):
-            table = pq.read_table(path)
+            table = read_table(path)
             for key, values in zip(table.column("key").to_pylist(), table.column("shingles").to_pylist(),
                                    strict=True):
                 shingles[key] = np.asarray(values, dtype=U64)
@@ -443,7 +444,7 @@ class DedupRoundStage(_DedupPass):
                 shutil.copyfile(previous / "labels" / f"part-{ctx.index:05d}.parquet",
                                 ctx.output(f"labels/part-{ctx.index:05d}.parquet"))
                 return  # converged: nothing can change any more
-            labels = pq.read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
+            labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
             old_node = labels.column("node").to_numpy().astype(U64)
             old = _columns(labels, LABEL)
             inbox = _read(sorted((previous / "messages" / f"p{ctx.index:03d}").glob("*.parquet")),
@@ -458,8 +459,8 @@ class DedupRoundStage(_DedupPass):
         order = np.argsort(shard_of(node), kind="stable")  # by shard, for the filter pass
         columns = [pa.array(shard_of(node[order]).astype(np.uint32)), pa.array(node[order], pa.uint64()),
                    *[pa.array(c[order], pa.uint64()) for c in best]]
-        pq.write_table(pa.table(columns, schema=LABELS_SCHEMA),
-                       ctx.output(f"labels/part-{ctx.index:05d}.parquet"), compression="zstd")
+        write_table(pa.table(columns, schema=LABELS_SCHEMA),
+                    ctx.output(f"labels/part-{ctx.index:05d}.parquet"), compression="zstd")
         # changed labels travel along every edge leaving a changed node
         position = np.searchsorted(node, src[KEY])
         leaving = changed[position]
@@ -470,8 +471,8 @@ class DedupRoundStage(_DedupPass):
         for p in np.unique(where):
             mask = where == p
             columns = [pa.array(targets[mask], pa.uint64()), *[pa.array(c[mask], pa.uint64()) for c in sent]]
-            pq.write_table(pa.table(columns, schema=NODE_SCHEMA),
-                           ctx.output(f"messages/p{int(p):03d}/{ctx.index:05d}.parquet"), compression="zstd")
+            write_table(pa.table(columns, schema=NODE_SCHEMA),
+                        ctx.output(f"messages/p{int(p):03d}/{ctx.index:05d}.parquet"), compression="zstd")
 
 
 # --- 4. the filter -----------------------------------------------------------------------------------
@@ -504,12 +505,12 @@ class DedupFilterStage(_DedupPass):
                              f"{self.conf.max_rounds} rounds; raise it and run again")
         labels = self._labels(ctx.index)
         files = docs_files(self.workdir, self.shards)
-        source = pq.ParquetFile(files[ctx.index])
+        schema = open_file(files[ctx.index]).schema_arrow
         removed: list[dict[str, Any]] = []
         row = 0
-        with pq.ParquetWriter(ctx.output(f"part-{ctx.index:05d}.parquet"), source.schema_arrow,
-                              compression="zstd") as writer:
-            for batch in source.iter_batches(BATCH_ROWS):
+        with parquet_writer(ctx.output(f"part-{ctx.index:05d}.parquet"), schema,
+                            compression="zstd") as writer:
+            for batch in iter_batches(files[ctx.index], batch_size=BATCH_ROWS):
                 table = pa.Table.from_batches([batch])
                 keep = np.ones(table.num_rows, dtype=bool)
                 for i in range(table.num_rows):
@@ -534,11 +535,11 @@ class DedupFilterStage(_DedupPass):
         for entry in removed:
             by_shard.setdefault(entry["duplicate_of"] >> 32, []).append(entry)
         for shard, entries in sorted(by_shard.items()):  # the survivors' ids, one shard at a time
-            ids = pq.read_table(files[shard], columns=["id"]).column("id")
+            ids = read_table(files[shard], columns=["id"]).column("id")
             for entry in entries:
                 entry["duplicate_of"] = ids[entry["duplicate_of"] & 0xFFFFFFFF].as_py()
-        pq.write_table(pa.Table.from_pylist(removed, schema=REMOVED_SCHEMA),
-                       ctx.output(f"removed/part-{ctx.index:05d}.parquet"), compression="zstd")
+        write_table(pa.Table.from_pylist(removed, schema=REMOVED_SCHEMA),
+                    ctx.output(f"removed/part-{ctx.index:05d}.parquet"), compression="zstd")
 
 
 def sent_messages(round_paths: StagePaths) -> int:

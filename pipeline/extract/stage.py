@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from isal import isal_zlib
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig
 from pipeline.extract.worker import IsolatedExtractor
+from pipeline.parquet_io import parquet_writer, read_table, reading
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
@@ -34,6 +36,8 @@ DOCS_SCHEMA = pa.schema([
     ("warc_length", pa.int64()), ("source", pa.string()), ("archived_at", pa.float64()),
 ])
 ROWS_PER_GROUP = 1000
+GZIP_MAGIC = b"\x1f\x8b\x08"  # how every gzip member (every WARC record here) starts
+SCAN_STEP = 1 << 16  # bytes handed to the inflater at a time when scanning a damaged file
 
 
 def doc_id(url: str) -> str:
@@ -50,38 +54,120 @@ def charset_of(content_type: str | None) -> str | None:
     return None
 
 
+class DamagedRecord(Exception):
+    """A page's response record is not intact at its pointer, nor anywhere else in its file."""
+
+
+class Payload(NamedTuple):
+    body: bytes  # the entity body, content-encoding undone
+    content_type: str | None
+    offset: int  # where the record was read: the pointer's, unless a cut moved it
+
+
 class WarcReader:
     """Payloads of response records by (file, offset, length), keeping files open within a task.
 
     A record is one gzip member (``length`` bytes at ``offset``, from the fetch index): it is read
     in one call and inflated with ISA-L, and warcio parses the inflated record (undoing chunking
     and content-encoding), which costs under half of warcio reading the gzip stream itself.
+
+    A damaged file (bytes overwritten, a chunk cut out) is scanned once for its intact members: a
+    record whose pointer no longer holds it is looked up there by its URI and length (a cut moves
+    every record after it), and ``DamagedRecord`` is raised only for one that is intact nowhere.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.files: dict[str, BinaryIO] = {}
+        self.intact: dict[str, dict[tuple[str | None, int], list[int]]] = {}  # of scanned files
+        self.moved = 0  # records read elsewhere than at their pointer
 
-    def payload(self, name: str, offset: int, length: int) -> tuple[bytes, str | None]:
-        """(entity body with content-encoding undone, Content-Type) of the record at ``offset``."""
-        f = self.files.get(name)
-        if f is None:
-            f = self.files[name] = open(self.folder / name, "rb")
-        f.seek(offset)
-        member = f.read(length)
+    def payload(self, name: str, offset: int, length: int, uri: str) -> Payload:
+        """The response record for ``uri`` that the fetch index points at."""
         try:
-            record_bytes = isal_zlib.decompress(member, wbits=31)
-        except isal_zlib.error as err:
-            raise StageError(f"{name}@{offset}+{length}: not a complete gzip member ({err})") from err
+            return self._read(name, offset, length, uri)
+        except DamagedRecord:
+            elsewhere = [at for at in self._intact(name).get((uri, length), []) if at != offset]
+            if not elsewhere:
+                raise
+        self.moved += 1
+        return self._read(name, min(elsewhere, key=lambda at: abs(at - offset)), length, uri)
+
+    def _read(self, name: str, offset: int, length: int, uri: str) -> Payload:
+        f = self.files.get(name)
+        path = self.folder / name
+        with reading(path):  # a missing or unreadable file: fetch's task must write it again
+            if f is None:
+                f = self.files[name] = open(path, "rb")
+            f.seek(offset)
+            member = f.read(length)
+        record_bytes = inflate_member(member)
+        if record_bytes is None:
+            raise DamagedRecord(f"{name}@{offset}+{length}: not one complete gzip member")
         record = next(iter(ArchiveIterator(io.BytesIO(record_bytes), block_size=1 << 20)))
-        if record.rec_type != "response":
-            raise StageError(f"{name}@{offset} is a {record.rec_type} record, not a response")
+        target = record.rec_headers.get_header("WARC-Target-URI")
+        if record.rec_type != "response" or target != uri:
+            raise DamagedRecord(f"{name}@{offset} is a {record.rec_type} record of {target}, not the "
+                                f"response of {uri}")
         content_type = record.http_headers.get_header("Content-Type") if record.http_headers else None
-        return record.content_stream().read(), content_type
+        return Payload(record.content_stream().read(), content_type, offset)
+
+    def _intact(self, name: str) -> dict[tuple[str | None, int], list[int]]:
+        """(URI, length) -> offsets of the intact response records of file ``name`` (scanned once)."""
+        if name not in self.intact:
+            found: dict[tuple[str | None, int], list[int]] = {}
+            with reading(self.folder / name):
+                for offset, length, record_bytes in intact_members(self.folder / name):
+                    record = next(iter(ArchiveIterator(io.BytesIO(record_bytes))), None)
+                    if record is not None and record.rec_type == "response":
+                        uri = record.rec_headers.get_header("WARC-Target-URI")
+                        found.setdefault((uri, length), []).append(offset)
+            self.intact[name] = found
+        return self.intact[name]
 
     def close(self) -> None:
         for f in self.files.values():
             f.close()
+
+
+def inflate_member(data: bytes | memoryview) -> bytes | None:
+    """The inflated gzip member that ``data`` is exactly, or None (damaged, cut, or not one)."""
+    inflater = isal_zlib.decompressobj(wbits=31)
+    try:
+        inflated = inflater.decompress(data)
+    except isal_zlib.error:
+        return None
+    return inflated if inflater.eof and not inflater.unused_data else None
+
+
+def intact_members(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, length, inflated bytes) of every complete gzip member of ``path``, in order. Past
+    damaged bytes, every later position where a member may start (the gzip magic) is tried."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = data.find(GZIP_MAGIC)
+            while at >= 0:
+                member = _member_at(data, at)
+                if member is not None:
+                    yield at, *member
+                at = data.find(GZIP_MAGIC, at + (member[0] if member else 1))
+
+
+def _member_at(data: mmap.mmap, at: int) -> tuple[int, bytes] | None:
+    """(length, inflated bytes) of the complete gzip member starting at ``at``, or None."""
+    inflater = isal_zlib.decompressobj(wbits=31)
+    parts, end = [], at
+    try:
+        while not inflater.eof and end < len(data):
+            parts.append(inflater.decompress(data[end:end + SCAN_STEP]))
+            end += SCAN_STEP
+    except isal_zlib.error:
+        return None
+    if not inflater.eof:
+        return None
+    return min(end, len(data)) - len(inflater.unused_data) - at, b"".join(parts)
 
 
 class ExtractStage(Stage):
@@ -109,10 +195,10 @@ class ExtractStage(Stage):
 
     def pages(self, index: int) -> Iterator[dict[str, Any]]:
         """The kept pages of fetch task ``index``, with their links provenance."""
-        fetched = pq.read_table(self.fetch.root / "index" / f"{index:05d}.parquet").to_pylist()
+        fetched = read_table(self.fetch.root / "index" / f"{index:05d}.parquet").to_pylist()
         links = StagePaths(self.workdir, "links").root / f"part-{index:05d}.parquet"
-        provenance = pq.read_table(links, columns=["host", "subreddits", "score_max", "n_submissions",
-                                                   "first_created_utc"]).to_pylist()
+        provenance = read_table(links, columns=["host", "subreddits", "score_max", "n_submissions",
+                                                "first_created_utc"]).to_pylist()
         for row in fetched:
             if row["reason"] is None:
                 yield {**row, **provenance[row["ord"]]}
@@ -122,12 +208,17 @@ class ExtractStage(Stage):
 
         def requests() -> Iterator[tuple[dict[str, Any], bytes, str, str | None]]:
             for page in ctx.progress(self.pages(ctx.index), None, "pages"):
-                body, content_type = reader.payload(page["warc_file"], page["warc_offset"],
-                                                    page["warc_length"])
-                yield page, body, page["final_url"] or page["url"], charset_of(content_type)
+                uri = page["final_url"] or page["url"]
+                try:
+                    got = reader.payload(page["warc_file"], page["warc_offset"], page["warc_length"], uri)
+                except DamagedRecord as err:
+                    ctx.count("warc_damaged")
+                    ctx.logger.warning("%s: WARC record damaged (%s)", uri, err)
+                    continue
+                yield {**page, "warc_offset": got.offset}, got.body, uri, charset_of(got.content_type)
 
         rows: list[dict[str, Any]] = []
-        with IsolatedExtractor(self.conf) as extract, pq.ParquetWriter(
+        with IsolatedExtractor(self.conf) as extract, parquet_writer(
             ctx.output(f"part-{ctx.index:05d}.parquet"), DOCS_SCHEMA, compression="zstd"
         ) as writer:
             for page, result in extract.map(requests()):
@@ -143,6 +234,8 @@ class ExtractStage(Stage):
             writer.write_table(pa.Table.from_pylist(rows, schema=DOCS_SCHEMA))
             ctx.add("worker_restarts", extract.restarts)
             ctx.add("worker_start_s", round(extract.start_s, 3))
+        if reader.moved:
+            ctx.add("warc_records_moved", reader.moved)
         reader.close()
 
     @staticmethod

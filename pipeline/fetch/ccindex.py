@@ -50,6 +50,7 @@ from pipeline.config import FetchConfig, PipelineConfig
 from pipeline.fetch.archive import nearest
 from pipeline.links.rules import UrlError, normalize_url, partition_of
 from pipeline.links.stage import require_links
+from pipeline.parquet_io import iter_batches, parquet_writer, read_metadata, read_table, write_table
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 
@@ -238,7 +239,7 @@ def run_files(workdir: Path, partition: int) -> list[Path]:
 def iter_rows(path: Path, batch_rows: int = MERGE_BATCH_ROWS) -> Iterator[tuple]:
     """The rows of a Parquet file as tuples, a small batch at a time (decoded in this thread: the
     batches are too small to gain from Arrow's threads, whose allocator caches cost memory)."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, use_threads=False):
+    for batch in iter_batches(path, batch_size=batch_rows, use_threads=False):
         yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
 
 
@@ -248,7 +249,7 @@ class RowWriter:
     def __init__(self, path: Path, schema: pa.Schema, group_rows: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.schema, self.group_rows = schema, group_rows
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.writer = parquet_writer(path, schema, compression="zstd")
         self.rows: list[tuple] = []
 
     def add(self, row: tuple) -> None:
@@ -279,7 +280,7 @@ def read_captures(workdir: Path, index: int) -> dict[int, dict[str, Any]]:
     path = captures_path(Path(workdir), index)
     if not path.exists():
         return {}
-    return {row["ord"]: row for row in pq.read_table(path).to_pylist()}
+    return {row["ord"]: row for row in read_table(path).to_pylist()}
 
 
 # --- the index files -------------------------------------------------------------------------------
@@ -415,11 +416,10 @@ class CCIndexMapStage(_JoinPass):
     def host_filter(self, ctx: TaskContext) -> HostFilter:
         """A Bloom filter of every link's host key, from the ``host`` column of all links parts."""
         parts = [links_part(self.workdir, p) for p in range(self.cfg.links.partitions)]
-        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        rows = sum(read_metadata(p).num_rows for p in parts)
         hosts = HostFilter(int(self.conf.commoncrawl_join_bloom_mib * (1 << 20)), rows)
         for part in parts:
-            batches = pq.ParquetFile(part).iter_batches(batch_size=65_536, columns=["host"],
-                                                        use_threads=False)
+            batches = iter_batches(part, batch_size=65_536, columns=["host"], use_threads=False)
             for batch in batches:
                 unique = pc.unique(batch.column(0).drop_null()).to_pylist()
                 hosts.add(sorted({host_key(h) for h in unique}))
@@ -540,7 +540,7 @@ class _MapTask:
         for start, end in zip(starts, [*starts[1:], len(parts)], strict=True):
             rows = table.slice(start, end - start).drop_columns(["partition"])
             path = self.ctx.output(run_name(int(parts[start]), self.ctx.index, self.runs))
-            pq.write_table(rows, path, row_group_size=RUN_ROW_GROUP_ROWS, compression="zstd")
+            write_table(rows, path, row_group_size=RUN_ROW_GROUP_ROWS, compression="zstd")
         self.ctx.add("runs", 1)
         self.runs += 1
 
@@ -597,7 +597,7 @@ class CCIndexReduceStage(_JoinPass):
         runs = merge_down(run_files(self.workdir, ctx.index), scratch, ctx)
         captures = heapq.merge(*(map(Capture._make, iter_rows(r)) for r in runs))
         by_key = heapq.merge(*(link_rows(links, www, https) for www, https in LINK_CLASSES))
-        total = pq.ParquetFile(links).metadata.num_rows
+        total = read_metadata(links).num_rows
         window_s = self.conf.archive_window_days * 86400
         # A link class's links come in row order, so each class's captures are written sorted by ord.
         classes = [scratch / f"class{c}.parquet" for c in range(len(LINK_CLASSES))]
@@ -631,8 +631,7 @@ def link_rows(path: Path, www: bool, https: bool) -> Iterator[LinkRow]:
     link_class = LINK_CLASSES.index((www, https))
     first = 0
     columns = ["url", "host", "first_created_utc"]
-    batches = pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS, columns=columns,
-                                                use_threads=False)
+    batches = iter_batches(path, batch_size=MERGE_BATCH_ROWS, columns=columns, use_threads=False)
     for batch in batches:
         urls, hosts = batch.column("url"), batch.column("host")
         mask = pc.and_(pc.equal(pc.starts_with(hosts, "www."), www),

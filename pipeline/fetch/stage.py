@@ -22,7 +22,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.config import FetchConfig
@@ -30,6 +29,7 @@ from pipeline.fetch.archive import archives_for
 from pipeline.fetch.crawler import Crawler, Item, Outcome
 from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.links.stage import require_links
+from pipeline.parquet_io import read_table, write_table
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
@@ -119,13 +119,13 @@ class FetchStage(Stage):
         return self.paths.state / "journal" / f"{index:05d}.jsonl"
 
     def run_task(self, ctx: TaskContext) -> None:
+        urls = read_table(self.links.root / f"part-{ctx.index:05d}.parquet",
+                          columns=["url", "host", "first_created_utc"])
         journal_path = self.journal_path(ctx.index)
         done = self._resume(ctx, journal_path)
         warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes,
                           self.conf.warc_writers)
         journal = Journal(journal_path, warc, self.conf.flush_every)
-        urls = pq.read_table(self.links.root / f"part-{ctx.index:05d}.parquet",
-                             columns=["url", "host", "first_created_utc"])
         todo = [(i, u, h, c) for i, (u, h, c) in enumerate(zip(
                     urls.column("url").to_pylist(), urls.column("host").to_pylist(),
                     urls.column("first_created_utc").to_pylist(), strict=True))
@@ -187,8 +187,8 @@ class FetchStage(Stage):
         if sorted(rows) != list(range(expected)):
             raise StageError(f"fetch task {ctx.index}: {expected} URLs in, {len(rows)} outcomes out")
         ordered = [rows[i] for i in range(expected)]
-        pq.write_table(pa.Table.from_pylist(ordered, schema=INDEX_SCHEMA),
-                       ctx.output(f"index/{ctx.index:05d}.parquet"), compression="zstd")
+        write_table(pa.Table.from_pylist(ordered, schema=INDEX_SCHEMA),
+                    ctx.output(f"index/{ctx.index:05d}.parquet"), compression="zstd")
         for row in ordered:
             ctx.count(row["reason"] or "kept")
             ctx.add("bytes", row["bytes"])

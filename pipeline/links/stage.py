@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from model.base.schema import to_dict
 from pipeline.config import LinksConfig, PushshiftSourceConfig, RedditSourceConfig
 from pipeline.links.dumps import DumpReadError, decode_line, iter_blocks, iter_lines
 from pipeline.links.rules import Link, Rules, as_int, partition_of
+from pipeline.parquet_io import iter_batches, parquet_writer, write_table
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 
@@ -185,7 +185,7 @@ class LinksMapStage(Stage):
             columns = zip(*rows, strict=True)
             arrays = [pa.array(c, type=f.type) for c, f in zip(columns, RUN_SCHEMA, strict=True)]
             table = pa.Table.from_arrays(arrays, schema=RUN_SCHEMA)
-            pq.write_table(table, ctx.output(f"p{part:05d}/t{ctx.index:05d}_r{run:04d}.parquet"))
+            write_table(table, ctx.output(f"p{part:05d}/t{ctx.index:05d}_r{run:04d}.parquet"))
             rows.clear()
 
 
@@ -219,8 +219,8 @@ class LinksReduceStage(Stage):
         rows: list[dict[str, Any]] = []
         hosts = 0
         largest: list[tuple[int, str]] = []  # the TOP_HOSTS hosts with most URLs (a min-heap)
-        with pq.ParquetWriter(ctx.output(f"part-{ctx.index:05d}.parquet"), LINKS_SCHEMA,
-                              compression="zstd") as writer:
+        with parquet_writer(ctx.output(f"part-{ctx.index:05d}.parquet"), LINKS_SCHEMA,
+                            compression="zstd") as writer:
             for host, by_host in itertools.groupby(merged, key=lambda r: r[0]):
                 hosts += 1
                 urls = 0
@@ -299,7 +299,7 @@ def largest_hosts(root: Path, top: int | None = None) -> dict[str, int]:
 
 def _read_run(path: Path) -> Iterator[tuple]:
     """The rows of one sorted run, a small batch at a time."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS):
+    for batch in iter_batches(path, batch_size=MERGE_BATCH_ROWS):
         yield from zip(*(batch.column(i).to_pylist() for i in range(batch.num_columns)), strict=True)
 
 

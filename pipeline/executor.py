@@ -25,7 +25,7 @@ from model.base.files import atomic_write
 from model.base.schema import to_yaml
 from pipeline import runtime
 from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
-from pipeline.runtime import Stage, StageError
+from pipeline.runtime import DiskFull, Stage, StageError
 
 log = logging.getLogger("webtext.pipeline")
 
@@ -63,8 +63,10 @@ def _failure(stage: Stage, index: int, err: BaseException) -> str:
     return f"task {index} ({reason}); log: {stage.paths.log(index)}"
 
 
-def _stage_failed(stage: Stage, failures: list[str]) -> StageError:
-    return StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  " + "\n  ".join(failures)
+def _stage_failed(stage: Stage, failures: list[str], not_started: list[int] | None = None) -> StageError:
+    lines = failures + ([f"not started, the disk being full: tasks {runtime._ranges(sorted(not_started))}"]
+                        if not_started else [])
+    return StageError(f"{stage.name}: {len(failures)} task(s) failed:\n  " + "\n  ".join(lines)
                       + "\nfinished tasks are kept; rerun the same command to retry the rest")
 
 
@@ -147,9 +149,13 @@ class LocalExecutor(Executor):
 
     def _run_tasks(self, pool: ProcessPoolExecutor, stage: Stage, pending: list[int]) -> None:
         failures: list[str] = []
+        not_started: list[int] = []
         futures = {pool.submit(_run_in_worker, stage, i): i for i in pending}
         with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
             for future in as_completed(futures):
+                if future.cancelled():
+                    not_started.append(futures[future])
+                    continue
                 err = future.exception()
                 if err is None:
                     bar.update()
@@ -157,8 +163,11 @@ class LocalExecutor(Executor):
                 failures.append(_failure(stage, futures[future], err))
                 if isinstance(err, BrokenProcessPool):  # a worker was killed: stop here
                     break
+                if isinstance(err, DiskFull):  # queued tasks would fail too: they do not start
+                    for queued in futures:
+                        queued.cancel()
         if failures:
-            raise _stage_failed(stage, failures)
+            raise _stage_failed(stage, failures, not_started)
 
 
 class _SacctOnce(logging.Filter):

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -45,6 +47,25 @@ class StageError(RuntimeError):
     """A stage cannot run: missing inputs, a changed config, failed tasks. The message says why."""
 
 
+class DiskFull(StageError):
+    """A write failed for lack of space (or quota): the message names the stage, the task, the path
+    and the free space on its filesystem."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an OSError of the block that names no file (a failed write names none)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
+
+
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -63,6 +84,7 @@ class TaskContext:
     logger: logging.Logger
     counts: Counter[str] = field(default_factory=Counter)
     metrics: Counter[str] = field(default_factory=Counter)
+    outputs: dict[Path, None] = field(default_factory=dict)  # handed out, in order (a full disk)
 
     @property
     def tmp(self) -> Path:
@@ -76,6 +98,8 @@ class TaskContext:
         """
         path = self.tmp / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.outputs.pop(path, None)
+        self.outputs[path] = None
         return path
 
     def count(self, reason: str, n: int = 1) -> None:
@@ -136,6 +160,10 @@ class Stage(ABC):
         """Worker-side: load what every task of the stage needs (a tokenizer, a model) once, when
         a local worker process starts, rather than in its first task."""
 
+    def task_committed(self, index: int) -> None:
+        """After task ``index``'s marker is written: drop what only its unfinished attempts needed
+        (fetch's journal)."""
+
     def summarize(self, stats: dict[str, Any]) -> dict[str, Any]:
         """The stage's ``stats.json`` from the summed task stats; stages may add reports."""
         return stats
@@ -185,43 +213,173 @@ def prepare(stage: Stage) -> None:
     for manifest in stage.paths.commit_dir.glob("*.json") if stage.paths.commit_dir.is_dir() else ():
         if int(manifest.stem) >= stage.num_tasks:
             _undo_commit(stage.paths, int(manifest.stem))
-    atomic_write(stage.paths.meta, dump_json(meta))
-    atomic_write(stage.paths.config, to_yaml(stage.cfg))
+    with _disk_full_says_so(stage.name, stage.paths.state):
+        _write(stage.paths.meta, dump_json(meta))
+        _write(stage.paths.config, to_yaml(stage.cfg))
 
 
 def run_task(stage: Stage, index: int) -> dict[str, Any]:
-    """Run one task of ``stage`` in this process, unless it already finished. Returns its stats."""
+    """Run one task of ``stage`` in this process, unless it already finished. Returns its stats.
+
+    A write that fails for lack of space raises ``DiskFull`` (the stage, task, path and free space).
+    """
     paths = stage.paths
     if paths.done(index).exists():
         return {**read_json(paths.done(index)), "skipped": True}
-    with _task_lock(paths, index), _task_logger(stage, index) as logger:
-        try:
-            stage.check_inputs()
-            _undo_commit(paths, index)  # a killed attempt's outputs, renamed before its marker
-            if not stage.resumes_within_task:
-                shutil.rmtree(paths.tmp(index), ignore_errors=True)  # and its unfinished ones
-            paths.tmp(index).mkdir(parents=True, exist_ok=True)
+    with _disk_full_says_so(f"{stage.name} task {index}", paths.state):  # the lock and the log too
+        with _task_lock(paths, index), _task_logger(stage, index) as logger:
             ctx = TaskContext(index=index, tasks=stage.num_tasks, paths=paths, logger=logger)
-            started = time.time()
-            logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
-                        socket.gethostname(), os.getpid())
-            hold_at_gate(stage.name, index)
-            stage.run_task(ctx)
-            outputs = _commit_outputs(ctx)
-            stats = {
-                "stage": stage.name, "task": index, "tasks": stage.num_tasks,
-                "counts": dict(sorted(ctx.counts.items())),
-                "metrics": dict(sorted(ctx.metrics.items())),
-                "outputs": outputs, "host": socket.gethostname(), "pid": os.getpid(),
-                "started_at": started, "elapsed_s": round(time.time() - started, 3),
-            }
-            _write_marker(paths, index, stats)
-            paths.commit(index).unlink()
-            logger.info("task %d finished in %.1fs: %s", index, stats["elapsed_s"], stats["counts"])
-            return stats
-        except BaseException:
-            logger.exception("task %d failed", index)
+            try:
+                return _attempt(stage, ctx)
+            except Exception as err:
+                full = _after_failure(stage, ctx, err)
+                if full is not None:
+                    raise full from err
+                raise
+            except BaseException:  # interrupted: the next attempt cleans up, as after a kill
+                logger.exception("task %d failed", index)
+                raise
+
+
+def _attempt(stage: Stage, ctx: TaskContext) -> dict[str, Any]:
+    """One attempt of a task: start clean (or from a killed attempt's folder), run, commit."""
+    paths, index = ctx.paths, ctx.index
+    stage.check_inputs()
+    _undo_commit(paths, index, keep=True)  # a killed attempt's outputs, renamed before its marker
+    if not stage.resumes_within_task:
+        shutil.rmtree(paths.tmp(index), ignore_errors=True)  # and its unfinished ones
+    paths.tmp(index).mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    ctx.logger.info("task %d/%d started on %s (pid %d)", index, stage.num_tasks,
+                    socket.gethostname(), os.getpid())
+    hold_at_gate(stage.name, index)
+    stage.run_task(ctx)
+    outputs = _commit_outputs(ctx)
+    stats = {
+        "stage": stage.name, "task": index, "tasks": stage.num_tasks,
+        "counts": dict(sorted(ctx.counts.items())),
+        "metrics": dict(sorted(ctx.metrics.items())),
+        "outputs": outputs, "host": socket.gethostname(), "pid": os.getpid(),
+        "started_at": started, "elapsed_s": round(time.time() - started, 3),
+    }
+    _write_marker(paths, index, stats)
+    paths.commit(index).unlink()
+    _remove_tmp(ctx)
+    stage.task_committed(index)
+    ctx.logger.info("task %d finished in %.1fs: %s", index, stats["elapsed_s"], stats["counts"])
+    return stats
+
+
+def _after_failure(stage: Stage, ctx: TaskContext, err: BaseException) -> DiskFull | None:
+    """Clean up after a failed attempt and log why; a full disk is returned as ``DiskFull``.
+
+    A commit begun is undone (its outputs go back to the temporary folder), and the temporary
+    folder is removed, freeing its space, unless the stage resumes within a task (fetch).
+    """
+    full = None
+    if _no_space_error(err) is not None:  # named before the folder goes
+        full = disk_full(f"{stage.name} task {ctx.index}", err, _written_last(ctx))
+    try:
+        if not ctx.paths.done(ctx.index).exists():  # (once the marker is written, the task is done)
+            _undo_commit(ctx.paths, ctx.index, keep=True)
+    except OSError as undo:  # the next attempt undoes it before it starts
+        ctx.logger.warning("could not undo the commit of task %d now (%s)", ctx.index, undo)
+    finally:
+        if not stage.resumes_within_task:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+    if full is None:
+        ctx.logger.exception("task %d failed", ctx.index)
+    else:
+        ctx.logger.error("%s", full, exc_info=err)
+    return full
+
+
+def disk_full(where: str, err: BaseException, fallback: Path | None = None) -> DiskFull | None:
+    """``err`` as a ``DiskFull`` naming ``where``, when a write in it (or in its causes) failed for
+    lack of space; None otherwise. ``fallback``: the path to name when the error names none."""
+    found = _no_space_error(err)
+    if found is None:
+        return None
+    path = Path(found.filename).absolute() if found.filename else fallback
+    what = os.strerror(found.errno).lower()
+    target = f"in {path}" if path is not None and path.is_dir() else str(path)
+    return DiskFull(f"{where}: {what} writing {target} ({_free_space(path)}); free space, then rerun "
+                    "the same command")
+
+
+def _no_space_error(err: BaseException) -> OSError | None:
+    """The OSError for lack of space or quota in ``err`` or in what caused it, if any (one that
+    names its file first: a failed close after a failed write names none)."""
+    found = [e for e in _chain(err) if isinstance(e, OSError) and e.errno in _FULL]
+    return next((e for e in found if e.filename), found[0] if found else None)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err``, then what caused it or was being handled when it was raised, and so on."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop(0)
+        if e is not None and id(e) not in seen:
+            seen.add(id(e))
+            yield e
+            todo += [e.__cause__, e.__context__]
+
+
+def _written_last(ctx: TaskContext) -> Path:
+    """The output a task was most likely writing when a failed write named no file: the last one it
+    asked for if that is gone (pyarrow removes a file it failed to write), else the one changed
+    last; the task's temporary folder when it asked for none."""
+    outputs = list(ctx.outputs)
+    if outputs and not outputs[-1].exists():
+        return outputs[-1]
+    times = {}
+    for path in outputs:
+        with contextlib.suppress(OSError):
+            times[path] = path.stat().st_mtime_ns
+    return max(times, key=times.__getitem__) if times else ctx.tmp
+
+
+def _free_space(path: Path | None) -> str:
+    """``1.5 MiB free of 2.0 GiB on /data``: the filesystem that holds ``path``."""
+    if path is None:
+        return "free space unknown"
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+    disk = os.statvfs(existing)
+    mount, device = existing, existing.stat().st_dev
+    while mount.parent != mount and mount.parent.stat().st_dev == device:
+        mount = mount.parent
+    return (f"{_bytes(disk.f_bavail * disk.f_frsize)} free of {_bytes(disk.f_blocks * disk.f_frsize)} "
+            f"on {mount}")
+
+
+def _bytes(n: float) -> str:
+    """``0 B``, ``4.0 KiB``, ``1.5 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _disk_full_says_so(where: str, fallback: Path) -> Iterator[None]:
+    """Raise an OSError for lack of space in the block as a ``DiskFull`` naming ``where`` (or the
+    ``DiskFull`` it interrupted)."""
+    try:
+        yield
+    except OSError as err:
+        full = next((e for e in _chain(err) if isinstance(e, DiskFull)), None)
+        full = full or disk_full(where, err, fallback)
+        if full is None:
             raise
+        raise full from err
+
+
+def _write(path: Path, data: str) -> None:
+    """``atomic_write``, naming ``path`` in its errors."""
+    with writing(path):
+        atomic_write(path, data)
 
 
 @contextlib.contextmanager
@@ -240,9 +398,23 @@ def _task_lock(paths: StagePaths, index: int) -> Iterator[None]:
             log.warning("cannot lock %s (%s); make sure no other run uses this workdir", path, err)
         f.seek(0)
         f.truncate()
-        f.write(f"host {socket.gethostname()} pid {os.getpid()}")
-        f.flush()
+        with writing(path):  # unbuffered: a failed write leaves nothing for close to retry
+            os.write(f.fileno(), f"host {socket.gethostname()} pid {os.getpid()}".encode())
         yield
+
+
+class _TaskLog(logging.FileHandler):
+    """A task's log file. On a full disk its lines are dropped, not reported as logging errors:
+    the failure reaches the terminal through the executor."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's naming)
+        err = sys.exc_info()[1]
+        if not (isinstance(err, OSError) and err.errno in _FULL):
+            super().handleError(record)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # flushing what did not fit
+            super().close()
 
 
 @contextlib.contextmanager
@@ -250,7 +422,7 @@ def _task_logger(stage: Stage, index: int) -> Iterator[logging.Logger]:
     """A logger whose records (and everything else logged meanwhile) go to the task's log file."""
     path = stage.paths.log(index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = _TaskLog(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -267,33 +439,46 @@ def _commit_outputs(ctx: TaskContext) -> list[str]:
     """Move a finished task's outputs from its temporary folder into the stage folder.
 
     The list of outputs is written first, so that a kill between the renames and the marker
-    leaves a record of what to remove before the task runs again (``_undo_commit``).
+    leaves a record of what to remove before the task runs again (``_undo_commit``). The temporary
+    folders stay until the marker is written: undoing a commit on a full disk creates none.
     """
     outputs = sorted(p for p in ctx.tmp.rglob("*") if p.is_file())
     names = [p.relative_to(ctx.tmp).as_posix() for p in outputs]
-    atomic_write(ctx.paths.commit(ctx.index), dump_json({"outputs": names}))
+    _write(ctx.paths.commit(ctx.index), dump_json({"outputs": names}))
     for src, name in zip(outputs, names, strict=True):
         dst = ctx.paths.root / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        with writing(dst.parent):
+            dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
-    with contextlib.suppress(OSError):  # the parent of every task's tmp folder, once it is empty
-        ctx.tmp.parent.rmdir()
     return names
 
 
-def _undo_commit(paths: StagePaths, index: int) -> None:
-    """Remove the outputs of an attempt of task ``index`` that was killed while committing."""
+def _remove_tmp(ctx: TaskContext) -> None:
+    """Remove a committed task's temporary folder, and their parent once it is empty."""
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        ctx.tmp.parent.rmdir()
+
+
+def _undo_commit(paths: StagePaths, index: int, keep: bool = False) -> None:
+    """Undo a commit of task ``index`` that a kill or a failure stopped before its marker: its
+    outputs go back to the task's temporary folder (``keep``; a stage that resumes within a task
+    goes on from them) or are removed."""
     manifest = paths.commit(index)
     if not manifest.exists():
         return
     for name in read_json(manifest)["outputs"]:
-        (paths.root / name).unlink(missing_ok=True)
+        committed, tmp = paths.root / name, paths.tmp(index) / name
+        if keep and committed.exists():
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(committed, tmp)
+        else:
+            committed.unlink(missing_ok=True)
     manifest.unlink()
 
 
 def _write_marker(paths: StagePaths, index: int, stats: dict[str, Any]) -> None:
-    atomic_write(paths.done(index), dump_json(stats))
+    _write(paths.done(index), dump_json(stats))
 
 
 def finalize(stage: Stage) -> dict[str, Any]:
@@ -315,7 +500,8 @@ def finalize(stage: Stage) -> dict[str, Any]:
         "task_seconds": round(elapsed, 3),
     }
     stats = stage.summarize(stats)
-    atomic_write(stage.paths.stats, dump_json(stats))
+    with _disk_full_says_so(stage.name, stage.paths.stats):
+        _write(stage.paths.stats, dump_json(stats))
     return stats
 
 

@@ -23,7 +23,7 @@ from model.base.tokenizer import EOT_ID, gpt2_encoding
 from pipeline.config import TokenizeConfig
 from pipeline.parquet_io import open_file, read_metadata, reading
 from pipeline.paths import StagePaths
-from pipeline.runtime import Stage, StageError, TaskContext, require_complete
+from pipeline.runtime import Stage, StageError, TaskContext, require_complete, writing
 
 EOT = np.array([EOT_ID], dtype=np.uint32)
 
@@ -38,27 +38,35 @@ class ShardWriter:
         self.ctx, self.prefix, self.max_tokens = ctx, prefix, max_tokens
         self.part = 0
         self.file: BinaryIO | None = None
+        self.path = ctx.tmp
         self.in_file = 0
 
     def write(self, tokens: np.ndarray) -> None:
         while len(tokens):
             if self.file is None:
-                path = self.ctx.output(f"{self.prefix}_{self.part:03d}.bin")
-                self.file = open(path, "wb")
-                self.file.write(header(0).tobytes())
-                self.in_file = 0
-            room = self.max_tokens - self.in_file
-            head, tokens = tokens[:room], tokens[room:]
-            self.file.write(head.tobytes())
-            self.in_file += len(head)
-            if self.in_file == self.max_tokens:
-                self._close_file()
+                self._open_file()
+            assert self.file is not None
+            with writing(self.path):  # (a failed write names no file)
+                room = self.max_tokens - self.in_file
+                head, tokens = tokens[:room], tokens[room:]
+                self.file.write(head.tobytes())
+                self.in_file += len(head)
+                if self.in_file == self.max_tokens:
+                    self._close_file()
+
+    def _open_file(self) -> None:
+        self.path = self.ctx.output(f"{self.prefix}_{self.part:03d}.bin")
+        self.file = open(self.path, "wb")
+        self.in_file = 0
+        with writing(self.path):
+            self.file.write(header(0).tobytes())
 
     def _close_file(self) -> None:
         assert self.file is not None
-        self.file.seek(0)
-        self.file.write(header(self.in_file).tobytes())
-        self.file.close()
+        with writing(self.path):
+            self.file.seek(0)
+            self.file.write(header(self.in_file).tobytes())
+            self.file.close()
         self.file = None
         self.part += 1
 

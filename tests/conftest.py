@@ -7,6 +7,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -66,6 +67,58 @@ def stage_outputs(stage_root: Path) -> dict[str, bytes]:
         for p in sorted(stage_root.rglob("*"))
         if p.is_file() and "_state" not in p.parts and p.name != "stats.json"
     }
+
+
+class SmallDisk:
+    """A tmpfs of ``size`` (``mount``'s notation: ``300k``, ``16m``) mounted at ``path``: writes past
+    its size fail with ENOSPC, as on a full disk."""
+
+    def __init__(self, path: Path, size: str) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs")
+
+    def grow(self, size: str) -> None:
+        """Make it ``size``, keeping its files: space freed, as a user would free it."""
+        self._mount("-o", f"remount,size={size}")
+
+    def free(self) -> int:
+        """Bytes free."""
+        disk = os.statvfs(self.path)
+        return disk.f_bavail * disk.f_frsize
+
+    def unmount(self) -> None:
+        if subprocess.run(["umount", str(self.path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)  # still busy
+
+    def _mount(self, *args: str) -> None:
+        done = subprocess.run(["mount", *args, str(self.path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PermissionError(f"mount {' '.join(args)} {self.path}: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, str], SmallDisk]]:
+    """``small_disk(path, size)`` mounts a ``SmallDisk`` at ``path``; every one is unmounted after
+    the test, whatever its outcome. Mounting takes root (or CAP_SYS_ADMIN): without it the test is
+    skipped with the reason, and fails under CI=true."""
+    mounted: list[SmallDisk] = []
+
+    def mount(path: Path, size: str) -> SmallDisk:
+        try:
+            mounted.append(SmallDisk(path, size))
+        except (PermissionError, FileNotFoundError) as err:  # not allowed, or no mount command
+            problem = f"cannot mount a tmpfs for a full-disk test: {err}"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI=true requires the full-disk tests to run: {problem}")
+            pytest.skip(problem)
+        return mounted[-1]
+
+    try:
+        yield mount
+    finally:
+        for disk in reversed(mounted):
+            disk.unmount()
 
 
 @pytest.fixture(scope="session")

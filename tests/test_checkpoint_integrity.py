@@ -4,14 +4,12 @@ the run with the previous checkpoint intact (on a real, small tmpfs); damaged sh
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -192,45 +190,30 @@ def test_under_ddp_every_rank_resumes_from_the_checkpoint_rank_0_verified(data, 
 # --- full disks -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def small_filesystem(folder: Path, size: str) -> Iterator[Path]:
-    folder.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a tmpfs for the full-disk test (run as root): {mounted.stderr}")
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_a_full_disk_during_a_checkpoint_stops_the_run_and_keeps_the_previous_one(
-        data, whole, tmp_path, caplog):  # noqa: F811
+        data, whole, tmp_path, caplog, small_disk):  # noqa: F811
     from model import weights
     from train.distributed import Ranks
     from train.loop import TrainingError, run
 
-    with small_filesystem(tmp_path / "small", "2600k") as disk:
-        out = disk / "run"
-        cfg = in_process_config(data, out, max_steps=12, deterministic=True, keep_last=1)
-        with caplog.at_level(logging.INFO, logger="webtext.train"), pytest.raises(TrainingError) as stop:
-            run(cfg, Ranks())
-        message = str(stop.value)
-        assert message.startswith(f"checkpoint step 8 could not be written to {out}/checkpoints/"
-                                  ".step_0000008.tmp (no space left on device")
-        assert re.search(r"it needs about 1\.\d MB, \d+ KB are free of 2\.\d MB; the partial folder is "
-                         r"removed and checkpoint step 4 is intact; free space and rerun", message), message
-        assert "a checkpoint may not fit" in caplog.text, "the plan warned at the start"
-        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000004"]
-        assert weights.resolve(out) == ("ours", out / "checkpoints" / "step_0000004")  # verifies, loads
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-        assert run(cfg, Ranks()) == 0
-        assert losses(out) == losses(whole)
-        final = [load_file(str(o / "checkpoints/step_0000012/model.safetensors")) for o in (out, whole)]
-        assert all(final[0][k].equal(final[1][k]) for k in final[1])
+    disk = small_disk(tmp_path / "small", "2600k")
+    out = disk.path / "run"
+    cfg = in_process_config(data, out, max_steps=12, deterministic=True, keep_last=1)
+    with caplog.at_level(logging.INFO, logger="webtext.train"), pytest.raises(TrainingError) as stop:
+        run(cfg, Ranks())
+    message = str(stop.value)
+    assert message.startswith(f"checkpoint step 8 could not be written to {out}/checkpoints/"
+                              ".step_0000008.tmp (no space left on device")
+    assert re.search(r"it needs about 1\.\d MB, \d+ KB are free of 2\.\d MB; the partial folder is "
+                     r"removed and checkpoint step 4 is intact; free space and rerun", message), message
+    assert "a checkpoint may not fit" in caplog.text, "the plan warned at the start"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000004"]
+    assert weights.resolve(out) == ("ours", out / "checkpoints" / "step_0000004")  # verifies, loads
+    disk.grow("64m")  # space freed
+    assert run(cfg, Ranks()) == 0
+    assert losses(out) == losses(whole)
+    final = [load_file(str(o / "checkpoints/step_0000012/model.safetensors")) for o in (out, whole)]
+    assert all(final[0][k].equal(final[1][k]) for k in final[1])
 
 
 # --- damaged shards -----------------------------------------------------------------------------------

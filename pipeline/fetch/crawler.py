@@ -207,15 +207,19 @@ class Crawler:
         time or None)."""
         queue: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=self.cfg.concurrency)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.cfg.concurrency)]
-        try:
-            async for urls in hosts:
-                await queue.put(urls)
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+        feeder = asyncio.create_task(self._feed(hosts, queue, len(workers)))
+        try:  # the first failure (a full disk) stops all: a feeder left waiting on a full queue would hang
+            await asyncio.gather(feeder, *workers)
         finally:
-            for worker in workers:
-                worker.cancel()
+            for task in [feeder, *workers]:
+                task.cancel()
+
+    async def _feed(self, hosts: AsyncIterator[list[Item]], queue: asyncio.Queue[list[Item] | None],
+                    workers: int) -> None:
+        async for urls in hosts:
+            await queue.put(urls)
+        for _ in range(workers):
+            await queue.put(None)
 
     async def _worker(self, queue: asyncio.Queue[list[Item] | None]) -> None:
         while (urls := await queue.get()) is not None:

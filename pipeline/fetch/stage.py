@@ -13,6 +13,7 @@ truncated or unaccounted record stays behind), and fetches only the URLs the jou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -31,7 +32,7 @@ from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.links.stage import require_links
 from pipeline.parquet_io import read_table, write_table
 from pipeline.paths import StagePaths
-from pipeline.runtime import Stage, StageError, TaskContext, require_complete
+from pipeline.runtime import Stage, StageError, TaskContext, require_complete, writing
 
 INDEX_SCHEMA = pa.schema([
     ("ord", pa.int64()), ("url", pa.string()), ("final_url", pa.string()), ("status", pa.int32()),
@@ -45,13 +46,18 @@ INDEX_SCHEMA = pa.schema([
 
 
 class Journal:
-    """Outcomes of a task so far, written in batches after the WARC records they point to."""
+    """Outcomes of a task so far, written in batches after the WARC records they point to.
+
+    After a failed write (a full disk) nothing more is written: the next attempt cuts back the
+    part of a line it may have left (``cut_journal``).
+    """
 
     def __init__(self, path: Path, warc: WarcWriter, flush_every: int) -> None:
         self.path, self.warc, self.flush_every = path, warc, flush_every
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "ab")
+        self.file = open(path, "ab", buffering=0)  # unbuffered: nothing of a failed write lingers
         self.pending: list[bytes] = []
+        self.failed: BaseException | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.pending.append(orjson.dumps(outcome.row()) + b"\n")
@@ -62,15 +68,34 @@ class Journal:
         """WARC first, then the journal lines: a line on disk never points past the WARC on disk."""
         if not self.pending:
             return
-        self.warc.flush()
-        self.file.write(b"".join(self.pending))
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self.warc.flush()
+            with writing(self.path):
+                data = memoryview(b"".join(self.pending))
+                while data:  # a write to a filling disk may write part of its bytes
+                    data = data[self.file.write(data):]
+                os.fsync(self.file.fileno())
+        except BaseException as err:
+            self.failed = err
+            raise
         self.pending.clear()
 
     def close(self) -> None:
-        self.flush()
-        self.file.close()
+        try:
+            if self.failed is None:
+                self.flush()
+        finally:
+            self.file.close()
+
+
+def cut_journal(path: Path) -> None:
+    """Cut a journal back to its last whole line (a failed or killed write may leave part of one)."""
+    if path.exists():
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
 
 
 def read_journal(path: Path) -> dict[int, dict[str, Any]]:
@@ -155,14 +180,20 @@ class FetchStage(Stage):
         try:
             asyncio.run(crawl())
         finally:
-            journal.close()
-            warc.close()
-            progress.close()
+            with contextlib.ExitStack() as closing:  # each closed, whatever the others raise
+                closing.callback(progress.close)
+                closing.callback(warc.close)
+                closing.callback(journal.close)
         self._write_index(ctx, read_journal(journal_path), urls.num_rows)
-        journal_path.unlink()
+
+    def task_committed(self, index: int) -> None:
+        """The journal goes once the outputs are committed (a commit that fails, on a full disk,
+        is undone: the next attempt finds the journal and the WARC files and fetches nothing)."""
+        self.journal_path(index).unlink(missing_ok=True)
 
     def _resume(self, ctx: TaskContext, journal_path: Path) -> dict[int, dict[str, Any]]:
         """The outcomes of a killed attempt, its WARC files cut back to match; or a fresh start."""
+        cut_journal(journal_path)
         done = read_journal(journal_path)
         if not done:
             shutil.rmtree(ctx.tmp, ignore_errors=True)

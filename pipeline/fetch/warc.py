@@ -7,6 +7,7 @@ resuming after a kill cuts each file back to the end of the last record the jour
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import itertools
@@ -69,6 +70,9 @@ class WarcFiles:
         # ISA-L (warcio's own gzip runs zlib at level 9: about 20 times slower for ~20% smaller).
         self.buffer = io.BytesIO()
         self.writer = WARCWriter(self.buffer, gzip=False)
+        # A failed write (a full disk) may leave part of a record: nothing more is written or
+        # flushed, so no journal line points past it (the next attempt cuts the file back).
+        self.failed: BaseException | None = None
 
     def name(self, number: int | None = None) -> str:
         return f"{self.prefix}_{self.number if number is None else number:03d}.warc.gz"
@@ -90,6 +94,20 @@ class WarcFiles:
 
         Returns (file name, offset and length of the last response record, end offset of all).
         """
+        if self.failed is not None:
+            raise self.failed
+        try:
+            return self._write(exchanges)
+        except BaseException as err:
+            self._failing(err)
+            raise
+
+    def _failing(self, err: BaseException) -> None:
+        self.failed = err
+        if isinstance(err, OSError) and err.filename is None and self.number is not None:
+            err.filename = str(self.folder / self.name())  # a failed write names no file
+
+    def _write(self, exchanges: list[HttpExchange]) -> tuple[str, int, int, int]:
         if self.file is None:
             self._open()
         assert self.file is not None
@@ -146,14 +164,27 @@ class WarcFiles:
 
     def flush(self) -> None:
         """Push written records to the operating system (what a SIGKILL cannot take back) and disk."""
+        if self.failed is not None:
+            raise self.failed
         if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            except BaseException as err:
+                self._failing(err)
+                raise
 
     def close(self) -> None:
-        if self.file is not None:
-            self.flush()
-            self.file.close()
+        if self.file is None:
+            return
+        try:
+            if self.failed is None:
+                self.flush()
+                self.file.close()
+        finally:
+            if not self.file.closed:  # after a failure: what its buffer holds may not fit
+                with contextlib.suppress(OSError):
+                    self.file.close()
             self.file = None
 
 
@@ -203,6 +234,9 @@ class WarcWriter:
             future.result()
 
     def close(self) -> None:
-        for thread, files in zip(self.threads, self.files, strict=True):
-            thread.submit(files.close).result()
-            thread.shutdown()
+        try:
+            for future in [t.submit(f.close) for t, f in zip(self.threads, self.files, strict=True)]:
+                future.result()
+        finally:
+            for thread in self.threads:
+                thread.shutdown()

@@ -132,6 +132,24 @@ def test_export_sample_and_the_verify_command_name_the_damaged_file(whole, tmp_p
     assert lines[1].startswith("step_0000008  DAMAGED") and "optimizer.pt: 10 bytes" in lines[1]
 
 
+def test_init_from_a_damaged_hugging_face_folder_names_the_file(data, tmp_path):  # noqa: F811
+    import torch
+
+    from model import hf
+    from model.base.folders import Damaged
+    from model.gpt2 import GPT
+    from train.distributed import Ranks
+    from train.loop import build
+
+    cfg = in_process_config(data, tmp_path / "run")
+    torch.manual_seed(0)
+    hf.export(GPT(cfg.model), tmp_path / "hf")
+    os.truncate(tmp_path / "hf" / "model.safetensors", 100)
+    cfg.init_from = f"hf:{tmp_path / 'hf'}"
+    with pytest.raises(Damaged, match=rf"{tmp_path}/hf/model\.safetensors: cannot be read \(SafetensorError"):
+        build(cfg, Ranks())
+
+
 def test_the_verify_command_reads_what_the_checksums_cannot_vouch_for(whole, tmp_path):
     from model.base.folders import CheckpointFolder
     from train.verify import check

@@ -226,8 +226,9 @@ def _cause(error: Exception | None, needed: int, free: int) -> str:
         return "another rank could not write its part"
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return "no space left on device"
-    if not isinstance(error, OSError) and free < needed:
-        return f"no space left on device: {type(error).__name__}: {error}"
+    if not isinstance(error, OSError) and free < needed:  # torch.save's own words for it are not these
+        said = (str(error).splitlines() or [""])[0][:80]
+        return f"no space left on device; torch said {type(error).__name__}: {said}"
     return f"{type(error).__name__}: {error}"
 
 

@@ -40,15 +40,29 @@ from train.errors import TrainingError
 
 log = logging.getLogger("webtext.train")
 
-# What a resumed run must share with its checkpoint: the network, the data and its order.
-MUST_MATCH = ("model", "data", "seed", "total_batch_tokens")
+# What a resumed run must share with its checkpoint: the network, the data and its order, and the
+# optimizer (whose state another cannot load).
+MUST_MATCH = ("model", "data", "seed", "total_batch_tokens", "optim.name")
+
+
+def must_match(config: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``MUST_MATCH`` in a config (dotted keys; a checkpoint made before a key existed
+    has its default: ``optim.name`` adamw)."""
+    defaults = {"optim.name": "adamw"}
+    found = {}
+    for key in MUST_MATCH:
+        value: Any = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        found[key] = defaults.get(key) if value is None else value
+    return found
 
 
 class Resumable(Protocol):
     """What the checkpointer saves and restores: the trainer (``train/loop.py``)."""
 
     model: GPT
-    optimizer: torch.optim.Optimizer
+    optimizer: Any  # train.optim.Optimizers: state_dict, load_state_dict, state
     device: torch.device
     step: int
 
@@ -180,8 +194,7 @@ class Checkpointer:
         log.error("checkpoint %s is damaged: %s; moved to %s", found.path, "; ".join(problems), aside)
 
     def _check_config(self, found: CheckpointFolder) -> None:
-        changed = diff({k: saved_config(found).get(k) for k in MUST_MATCH},
-                       {k: self.config.get(k) for k in MUST_MATCH})
+        changed = diff(must_match(saved_config(found)), must_match(self.config))
         if changed:
             raise TrainingError(f"{found.path} was made by another run ({'; '.join(changed)}); use "
                                 "another out_dir, or the old values")

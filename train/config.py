@@ -26,7 +26,19 @@ class DataConfig:
 
 
 @dataclass
+class MuonConfig:
+    lr: float = param(0.02, "Muon's peak learning rate (the schedule scales it as it scales max_lr)", gt=0.0)
+    momentum: float = param(0.95, "Muon's momentum (Nesterov)", ge=0.0, lt=1.0)
+    weight_decay: float = param(0.0, "Muon's decoupled weight decay on the block matrices", ge=0.0)
+    warmup_steps: int | None = param(None, "Muon's warmup steps; null: optim.warmup_steps", ge=0)
+    ns_steps: int = param(5, "Newton-Schulz iterations that orthogonalize each update", ge=1)
+
+
+@dataclass
 class OptimConfig:
+    name: str = param("adamw", "adamw: AdamW on everything; muon: Muon on the blocks' matrices (c_attn, "
+                      "c_proj, c_fc weights), AdamW (max_lr, ...) on embeddings, biases and norms",
+                      choices=("adamw", "muon"))
     max_lr: float = param(6e-4, "peak learning rate, after warmup", gt=0.0)
     min_lr_ratio: float = param(0.1, "final learning rate as a share of max_lr", ge=0.0, le=1.0)
     warmup_steps: int = param(700, "steps of linear warmup", ge=0)
@@ -34,6 +46,7 @@ class OptimConfig:
     beta1: float = param(0.9, "AdamW beta1", ge=0.0, lt=1.0)
     beta2: float = param(0.95, "AdamW beta2", ge=0.0, lt=1.0)
     grad_clip: float = param(1.0, "clip the global gradient norm to this; 0 disables", ge=0.0)
+    muon: MuonConfig = param(doc="Muon's settings (optim.name=muon)", factory=MuonConfig)
 
 
 @dataclass

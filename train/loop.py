@@ -39,7 +39,7 @@ from train.distributed import Ranks, pick_device
 from train.errors import TrainingError
 from train.evaluate import text_samples, val_loss
 from train.metrics import MetricsLogger, open_wandb
-from train.optim import lr_at, make_optimizer
+from train.optim import Optimizers, lr_at, make_optimizer, muon_flops_per_step
 from train.signals import StopRequested
 
 __all__ = ["Trainer", "TrainingError", "build", "lr_at", "run"]
@@ -50,7 +50,7 @@ class Trainer:
     """One rank's training: the step, and the state a checkpoint keeps (``state_dict``)."""
 
     def __init__(self, cfg: TrainConfig, ranks: Ranks, device: torch.device, model: GPT,
-                 optimizer: torch.optim.Optimizer, data: TrainData) -> None:
+                 optimizer: Optimizers, data: TrainData) -> None:
         self.cfg, self.ranks, self.device = cfg, ranks, device
         self.model, self.optimizer, self.data = model, optimizer, data
         self.net: torch.nn.Module = model  # what the step runs: compiled, DDP-wrapped by ``build``
@@ -85,7 +85,8 @@ class Trainer:
         hold_at_gate("train_step", self.step)
         self.net.train()
         loss = self._accumulate_gradients()
-        self.scaler.unscale_(self.optimizer)
+        for part in self.optimizer.parts.values():  # the scaler takes one optimizer at a time
+            self.scaler.unscale_(part)
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         lr = lr_at(self.step, self.cfg)
@@ -95,9 +96,9 @@ class Trainer:
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         overflow = not finite and bool(torch.isfinite(loss)) and scale is not None and scale >= 1.0
         if finite:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.scaler.step(self.optimizer)
+            self.optimizer.set_lr(self.step)
+            for part in self.optimizer.parts.values():
+                self.scaler.step(part)
             self.bad_in_a_row = 0
         else:
             self.bad_in_a_row += 0 if overflow else 1
@@ -286,6 +287,7 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
              f"{total:,}", total / data, f"{data:,}")
     memory = step_memory(cfg.model, cfg.micro_batch_size, half_precision=trainer.autocast_dtype is not None,
                          world_size=ranks.world_size)
+    log_optimizer(trainer, flops)
     log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),
              ", torch.compile needs less" if cfg.compile else "",
              "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s")
@@ -309,3 +311,21 @@ def warn_if_disk_is_short(trainer: Trainer) -> None:
         log.warning("%s has %s free, less than the %s of keep_last + 1 = %d checkpoints: a checkpoint may "
                     "not fit (the run then stops, keeping the last good one); free space or lower keep_last",
                     cfg.out_dir, size(usage.free), size((cfg.keep_last + 1) * each), cfg.keep_last + 1)
+
+
+def log_optimizer(trainer: Trainer, flops: float) -> None:
+    """Which optimizer runs, on what, and what Muon's orthogonalization adds per step."""
+    o, parts = trainer.cfg.optim, trainer.optimizer.parts
+    count = {name: sum(p.numel() for g in part.param_groups for p in g["params"])
+             for name, part in parts.items()}
+    if o.name == "adamw":
+        log.info("optimizer adamw: %s parameters, max_lr %g, weight decay %g on matrices",
+                 f"{count['adamw']:,}", o.max_lr, o.weight_decay)
+        return
+    extra = muon_flops_per_step(trainer.model, trainer.cfg)
+    step_flops = flops * trainer.cfg.total_batch_tokens
+    log.info("optimizer muon: Muon on the blocks' matrices (%s parameters, lr %g, momentum %g, weight decay "
+             "%g), AdamW on the rest (%s, max_lr %g); Newton-Schulz adds %.3f GFLOP per step (%.2f%% of the "
+             "step's model FLOPs; MFU counts the model's alone)", f"{count['muon']:,}", o.muon.lr,
+             o.muon.momentum, o.muon.weight_decay, f"{count['adamw']:,}", o.max_lr, extra / 1e9,
+             100 * extra / step_flops)

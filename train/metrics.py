@@ -91,7 +91,7 @@ class MetricsLogger:
         self.busy, self.timed_from = 0.0, step
         record = {"step": step, "loss": result["loss"], "lr": result["lr"], "grad_norm": result["grad_norm"],
                   "tokens_per_s": rate, "mfu": util, "tokens": tokens, "skipped_steps": skipped_steps,
-                  "loss_scale": result["loss_scale"]}
+                  "loss_scale": result["loss_scale"], "optimizer": self.cfg.optim.name}
         self._write(record)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{result['loss']:.4f}", tok_s=f"{rate:,.0f}")

@@ -43,7 +43,6 @@ from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from bench.measure import Measure  # noqa: E402
 from model.base.files import atomic_write  # noqa: E402
@@ -172,7 +171,6 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 def compare_optimizers(args: argparse.Namespace) -> dict[str, float]:
     args.data.mkdir(parents=True, exist_ok=True)
     data = make_data(args.data)
-    torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         runs = [Run(f"adamw lr {lr:g}", trainer(args, data, Path(tmp) / f"adamw-{lr}", "adamw", lr))
                 for lr in args.adamw_lrs]

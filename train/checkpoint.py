@@ -35,7 +35,7 @@ from model.base.folders import CheckpointFolder, Damaged, RunFolder, readable
 from model.base.gate import hold_at_gate
 from model.base.schema import diff
 from model.gpt2 import GPT
-from train.distributed import Ranks
+from train.distributed import Ranks, max_over_ranks
 from train.errors import TrainingError
 
 log = logging.getLogger("webtext.train")
@@ -218,11 +218,7 @@ class Checkpointer:
 
 def _any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank (every rank calls it)."""
-    if ranks.world_size == 1:
-        return flag
-    value = torch.tensor(int(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return bool(max_over_ranks(int(flag), ranks, device))
 
 
 def checkpoint_bytes(trainer: Resumable) -> int:

@@ -58,3 +58,12 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", f"{name} asked for, but no CUDA device is available")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+
+
+def max_over_ranks(value: int, ranks: Ranks, device: torch.device) -> int:
+    """The largest of ``value`` over all ranks (every rank calls it)."""
+    if ranks.world_size == 1:
+        return value
+    tensor = torch.tensor(value, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

@@ -35,7 +35,7 @@ from train import hellaswag
 from train.checkpoint import Checkpointer, checkpoint_bytes, size
 from train.config import TrainConfig
 from train.data import TrainData
-from train.distributed import Ranks, pick_device
+from train.distributed import Ranks, max_over_ranks, pick_device
 from train.errors import TrainingError
 from train.evaluate import text_samples, val_loss
 from train.metrics import MetricsLogger, open_wandb
@@ -254,11 +254,7 @@ def start_logging(trainer: Trainer, folder: RunFolder) -> MetricsLogger:
 
 def stop_signal(stop: StopRequested, trainer: Trainer) -> int:
     """The stop signal any rank got (0: none), agreed on by all ranks."""
-    flag = torch.tensor(stop.signum)
-    if trainer.ranks.world_size > 1:
-        flag = flag.to(trainer.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item())
+    return max_over_ranks(stop.signum, trainer.ranks, trainer.device)
 
 
 def check_bad_steps(trainer: Trainer, result: dict[str, Any]) -> None:

@@ -454,10 +454,9 @@ def _commit_outputs(ctx: TaskContext) -> list[str]:
 
 
 def _remove_tmp(ctx: TaskContext) -> None:
-    """Remove a committed task's temporary folder, and their parent once it is empty."""
+    """Remove a committed task's temporary folder. Their shared parent stays: another task may be
+    making its own folder in it at this moment; ``finalize`` removes it."""
     shutil.rmtree(ctx.tmp, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        ctx.tmp.parent.rmdir()
 
 
 def _undo_commit(paths: StagePaths, index: int, keep: bool = False) -> None:
@@ -500,6 +499,8 @@ def finalize(stage: Stage) -> dict[str, Any]:
         "task_seconds": round(elapsed, 3),
     }
     stats = stage.summarize(stats)
+    with contextlib.suppress(OSError):  # every task is done: their shared temporary folder goes
+        stage.paths.tmp(0).parent.rmdir()
     with _disk_full_says_so(stage.name, stage.paths.stats):
         _write(stage.paths.stats, dump_json(stats))
     return stats

@@ -40,6 +40,22 @@ def test_rerun_skips_finished_tasks(tmp_path):
     assert (stage.paths.config).read_text().startswith("workdir:")
 
 
+def test_a_finished_task_leaves_the_shared_temporary_folder_to_the_others(tmp_path):
+    """Tasks run in parallel processes: one that finishes while another is making its own folder
+    under ``_state/tmp`` must not remove their shared parent (a dedup run in CI failed so: the
+    other task's mkdir raised FileNotFoundError). The stage's end removes it, once, in one process."""
+    make_corpus(tmp_path / "corpus", docs=100, row_group_size=25)
+    cfg = pipeline_config(tmp_path, 1, tasks=2)
+    stage = TokenizeStage(cfg)
+    runtime.prepare(stage)
+    stage.paths.tmp(1).parent.mkdir(parents=True)  # task 1 has made the parent, not yet its folder
+    runtime.run_task(stage, 0)
+    assert stage.paths.tmp(1).parent.is_dir()
+    runtime.run_task(stage, 1)
+    runtime.finalize(stage)
+    assert not (stage.paths.state / "tmp").exists()
+
+
 def test_changed_stage_config_is_refused(tmp_path):
     make_corpus(tmp_path / "corpus", docs=100, row_group_size=25)
     run_tokenize(tmp_path, tasks=4)

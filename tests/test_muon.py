@@ -1,7 +1,8 @@
 """optim.name=muon: Muon on the blocks' matrices, AdamW on the rest. Everything that holds for AdamW
 holds for it: exact resume after SIGKILL (its momentum buffers in the checkpoint), DDP parity with
-one process and resume on another world size, the non-finite-step skip, fp16 with the scaler; a
-checkpoint of one optimizer is refused by the other, by name; the model files and export unchanged."""
+one process and resume on another world size, the non-finite-step skip, fp16 with the scaler, a
+compiled model; a checkpoint of one optimizer is refused by the other, by name; the model files and
+export unchanged."""
 
 from __future__ import annotations
 
@@ -122,3 +123,20 @@ def test_muon_skips_non_finite_steps_and_trains_fp16_with_the_scaler(data, tmp_p
     assert run(fp16, Ranks()) == 0
     scaled = losses(tmp_path / "fp16")
     assert scaled[8] < scaled[1] - 1.0, "fp16 with the scaler learns with Muon too"
+
+
+@pytest.mark.slow
+def test_muon_with_a_compiled_model_equals_eager(data, tmp_path):  # noqa: F811
+    """``compile=true`` compiles the model, not the optimizers: Muon steps the compiled model's
+    parameters (the same tensors) as it does the eager one's."""
+    curves = {}
+    for mode in ("false", "true"):
+        out = tmp_path / f"compile_{mode}"
+        kept = [a for a in command(data, out, MUON) if not a.startswith(("max_steps=", "deterministic="))]
+        done = subprocess.run([*kept, f"compile={mode}", "max_steps=4", "device=cpu"], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        curves[mode] = losses(out)
+    assert sorted(curves["true"]) == [1, 2, 3, 4]
+    for step, loss in curves["true"].items():
+        assert loss == pytest.approx(curves["false"][step], rel=1e-3), step

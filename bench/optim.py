@@ -23,7 +23,7 @@ Prints each run's curve, then: the best AdamW (lowest final validation loss), th
 at which the best Muon's validation loss is at or below it and that step as a share of ``--steps``
 (issue 23's goal: <= 0.7), and Muon's seconds per step beside the best AdamW's (goal: <= 1.1x). Then
 times a step of each at ``--time-batch`` (32) sequences: Newton-Schulz's cost is fixed per step
-(about ``10 (4 m^2 n + 2 m^3)`` FLOPs per m x n matrix), so its share shrinks as tokens per step
+(``ns_steps (4 m^2 n + 2 m^3)`` FLOPs per m x n matrix, m <= n), so its share shrinks as tokens per step
 grow; GPT-2's recipes take 524,288 tokens a step.
 """
 

@@ -285,7 +285,8 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
                          world_size=ranks.world_size)
     log_optimizer(trainer, flops)
     log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),
-             ", torch.compile needs less" if cfg.compile else "",
+             (", torch.compile needs less" if cfg.compile else "")
+             + (", Muon's state 4 bytes less per matrix parameter" if cfg.optim.name == "muon" else ""),
              "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s")
     warn_if_disk_is_short(trainer)
     if device.type == "cuda":

@@ -120,8 +120,9 @@ def trainer(args: argparse.Namespace, data: Path, out: Path, name: str, lr: floa
                  f"total_batch_tokens={args.batch * args.block_size}", f"max_steps={args.steps}",
                  f"optim.warmup_steps={max(1, args.steps // 10)}", f"optim.name={name}",
                  f"optim.max_lr={lr if name == 'adamw' else args.muon_adamw_lr}", "model.dropout=0.0",
-                 f"optim.muon.lr={lr if name == 'muon' else 0.02}", f"eval_tokens={args.eval_tokens}",
-                 f"seed={SEED}"]
+                 f"eval_tokens={args.eval_tokens}", f"seed={SEED}"]
+    if name == "muon":
+        overrides.append(f"optim.muon.lr={lr}")
     return build(compose(overrides), Ranks())
 
 

@@ -91,8 +91,13 @@ class StagePaths:
     def lock(self, task: int) -> Path:
         return self.state / "locks" / f"{task:05d}.lock"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The tasks' temporary folders' shared parent."""
+        return self.state / "tmp"
+
     def tmp(self, task: int) -> Path:
-        return self.state / "tmp" / f"{task:05d}"
+        return self.tmp_dir / f"{task:05d}"
 
     @property
     def stats(self) -> Path:

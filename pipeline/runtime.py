@@ -500,7 +500,7 @@ def finalize(stage: Stage) -> dict[str, Any]:
     }
     stats = stage.summarize(stats)
     with contextlib.suppress(OSError):  # every task is done: their shared temporary folder goes
-        stage.paths.tmp(0).parent.rmdir()
+        stage.paths.tmp_dir.rmdir()
     with _disk_full_says_so(stage.name, stage.paths.stats):
         _write(stage.paths.stats, dump_json(stats))
     return stats

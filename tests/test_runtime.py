@@ -48,9 +48,9 @@ def test_a_finished_task_leaves_the_shared_temporary_folder_to_the_others(tmp_pa
     cfg = pipeline_config(tmp_path, 1, tasks=2)
     stage = TokenizeStage(cfg)
     runtime.prepare(stage)
-    stage.paths.tmp(1).parent.mkdir(parents=True)  # task 1 has made the parent, not yet its folder
+    stage.paths.tmp_dir.mkdir(parents=True)  # task 1 has made the parent, not yet its folder
     runtime.run_task(stage, 0)
-    assert stage.paths.tmp(1).parent.is_dir()
+    assert stage.paths.tmp_dir.is_dir()
     runtime.run_task(stage, 1)
     runtime.finalize(stage)
     assert not (stage.paths.state / "tmp").exists()

@@ -35,22 +35,18 @@ def schedule(step: int, peak: float, warmup: int, o: OptimConfig, max_steps: int
 
 
 class Optimizers:
-    """The run's optimizers as one: ``step``, ``zero_grad``, ``state_dict`` and the learning rates of
-    every group; ``parts`` for what takes one optimizer at a time (the gradient scaler)."""
+    """The run's optimizers as one: ``zero_grad``, ``state_dict``, ``state`` and the learning rates of
+    every group; ``parts`` for what takes one optimizer at a time (the gradient scaler steps each)."""
 
     def __init__(self, parts: dict[str, torch.optim.Optimizer], cfg: TrainConfig) -> None:
         self.parts, self.cfg = parts, cfg
 
     @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [g for part in self.parts.values() for g in part.param_groups]
-
-    @property
     def state(self) -> dict[Any, Any]:
         return {k: v for part in self.parts.values() for k, v in part.state.items()}
 
-    def set_lr(self, step: int) -> float:
-        """Each group's learning rate at ``step``; returns AdamW's (what the metrics show)."""
+    def set_lr(self, step: int) -> None:
+        """Set each group's learning rate for ``step``, from its own peak and warmup."""
         lr = lr_at(step, self.cfg)
         for group in self.parts["adamw"].param_groups:
             group["lr"] = lr
@@ -60,7 +56,6 @@ class Optimizers:
             muon_lr = schedule(step, m.lr, warmup, self.cfg.optim, self.cfg.max_steps)
             for group in self.parts["muon"].param_groups:
                 group["lr"] = muon_lr
-        return lr
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for part in self.parts.values():

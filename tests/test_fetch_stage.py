@@ -144,3 +144,17 @@ def test_sigkill_part_way_then_rerun_fetches_only_the_rest(server, tmp_path):
     for row in index:
         if row["url"] in journaled_urls:
             assert row["fetched_at"] == journaled_urls[row["url"]]
+
+
+def test_a_task_starts_its_largest_host_first():
+    """The host with the most URLs sets a task's floor (its URLs go one per delay): it must be busy
+    from the task's start, not wait behind the small hosts that sort before it."""
+    from pipeline.fetch.stage import host_order
+
+    todo = [(0, "http://a.test/1", "a.test", None), (1, "http://b.test/1", "b.test", None),
+            (2, "http://b.test/2", "b.test", None), (3, "http://c.test/1", "c.test", None),
+            *((4 + i, f"http://z.test/{i}", "z.test", 7) for i in range(5))]
+    groups = host_order(todo)
+    assert [g[0][1].split("/")[2] for g in groups] == ["z.test", "b.test", "a.test", "c.test"]
+    assert groups[0] == [(4 + i, f"http://z.test/{i}", 7) for i in range(5)]  # URLs in their order
+    assert sorted(item for g in groups for item in g) == sorted((o, u, c) for o, u, _, c in todo)

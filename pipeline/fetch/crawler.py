@@ -571,11 +571,11 @@ def _peer(resp: aiohttp.ClientResponse) -> str | None:
 
 async def host_groups(urls: Iterable[tuple[int, str]], created: float | None = None
                       ) -> AsyncIterator[list[Item]]:
-    """Group (ord, url) pairs by host, keeping the first-seen order of hosts and of URLs; every URL
-    gets the submission time ``created``."""
+    """Group (ord, url) pairs by host, the host with the most URLs first (ties in first-seen order),
+    URLs in their order; every URL gets the submission time ``created``."""
     groups: dict[str, list[Item]] = {}
     for ord_, url in urls:
         host = (urlsplit(url).hostname or "").lower()
         groups.setdefault(host, []).append((ord_, url, created))
-    for group in groups.values():
+    for group in sorted(groups.values(), key=len, reverse=True):  # sorted() is stable
         yield group

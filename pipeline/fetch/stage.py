@@ -232,17 +232,23 @@ class FetchStage(Stage):
             ctx.add("warc_bytes", path.stat().st_size)
 
 
+def host_order(todo: list[tuple[int, str, str, int | None]]) -> list[list[Item]]:
+    """The URLs to fetch with their submission times, a host at a time, the host with the most URLs
+    first (ties by name).
+
+    A host's URLs are fetched one after another at least ``per_host_delay_s`` apart, so the largest
+    host sets the task's floor; started first, it is busy from the task's start to its end while the
+    other workers go through the small hosts beside it. (In first-seen order it could start last.)
+    """
+    groups: dict[str, list[Item]] = {}
+    for ord_, url, host, created in todo:
+        groups.setdefault(host, []).append((ord_, url, created))
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [urls for _, urls in ranked]
+
+
 async def _by_host(todo: list[tuple[int, str, str, int | None]]) -> AsyncIterator[list[Item]]:
-    """The URLs to fetch with their submission times, a host at a time (links are sorted by host)."""
-    group: list[Item] = []
-    host = None
-    for ord_, url, url_host, created in todo:
-        if group and url_host != host:
-            yield group
-            group = []
-        host = url_host
-        group.append((ord_, url, created))
-    if group:
+    for group in host_order(todo):
         yield group
 
 

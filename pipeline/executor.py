@@ -13,9 +13,10 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -152,7 +153,7 @@ class LocalExecutor(Executor):
         not_started: list[int] = []
         futures = {pool.submit(_run_in_worker, stage, i): i for i in pending}
         with tqdm(total=len(pending), desc=stage.name, unit="task", disable=None) as bar:
-            for future in as_completed(futures):
+            for future in _as_completed_saying_progress(futures, stage):
                 if future.cancelled():
                     not_started.append(futures[future])
                     continue
@@ -168,6 +169,32 @@ class LocalExecutor(Executor):
                         queued.cancel()
         if failures:
             raise _stage_failed(stage, failures, not_started)
+
+
+PROGRESS_LINE_EVERY_S = 30.0
+
+
+def _as_completed_saying_progress(futures: dict[Future[Any], int], stage: Stage) -> Iterator[Future[Any]]:
+    """``as_completed(futures)``, logging the stage's progress line (items done of items to do, the
+    rate, the time left: ``runtime.stage_progress``) every ``PROGRESS_LINE_EVERY_S`` meanwhile."""
+    waiting = set(futures)
+    last = time.monotonic()
+    while waiting:
+        finished, waiting = wait(waiting, timeout=PROGRESS_LINE_EVERY_S, return_when=FIRST_COMPLETED)
+        yield from finished
+        if waiting and time.monotonic() - last >= PROGRESS_LINE_EVERY_S:
+            last = time.monotonic()
+            log.info("%s", runtime.stage_progress(stage.paths, stage.num_tasks).line(stage.name))
+
+
+def _wait_saying_progress(job: Any, stage: Stage, last: list[float]) -> None:
+    """Wait for a submitit job, logging the stage's progress line every ``PROGRESS_LINE_EVERY_S``
+    (``last[0]``: when the last line was logged, shared by the stage's jobs)."""
+    while not job.done():
+        time.sleep(min(5.0, PROGRESS_LINE_EVERY_S))
+        if time.monotonic() - last[0] >= PROGRESS_LINE_EVERY_S:
+            last[0] = time.monotonic()
+            log.info("%s", runtime.stage_progress(stage.paths, stage.num_tasks).line(stage.name))
 
 
 class _SacctOnce(logging.Filter):
@@ -249,8 +276,10 @@ class SlurmExecutor(Executor):
     def _wait(self, submitted: list[tuple[Stage, list[tuple[int, Any]]]], follower: str | None) -> None:
         for position, (stage, jobs) in enumerate(submitted):
             failures = []
+            last = [time.monotonic()]
             for index, job in tqdm(jobs, desc=stage.name, unit="task", disable=None):
                 try:
+                    _wait_saying_progress(job, stage, last)
                     job.result()
                 except Exception as err:
                     failures.append(f"{_failure(stage, index, err)}; job {job.job_id}, "

@@ -8,6 +8,7 @@
     <workdir>/<folder>/_state/tmp/NNNNN/    outputs of task NNNNN until it finishes
     <workdir>/<folder>/_state/commit/NNNNN.json  outputs task NNNNN is moving into place
     <workdir>/<folder>/_state/locks/NNNNN.lock   held while task NNNNN runs
+    <workdir>/<folder>/_state/progress/NNNNN.json   task NNNNN's items done, of how many, and rate
     <workdir>/logs/<stage>/task_NNNNN.log  per-task log (appended by every attempt)
     <workdir>/logs/slurm/<stage>/          submitit's job folders, sbatch scripts, config
 """
@@ -90,6 +91,13 @@ class StagePaths:
 
     def lock(self, task: int) -> Path:
         return self.state / "locks" / f"{task:05d}.lock"
+
+    @property
+    def progress_dir(self) -> Path:
+        return self.state / "progress"
+
+    def progress(self, task: int) -> Path:
+        return self.progress_dir / f"{task:05d}.json"
 
     @property
     def tmp_dir(self) -> Path:

@@ -85,6 +85,8 @@ class TaskContext:
     counts: Counter[str] = field(default_factory=Counter)
     metrics: Counter[str] = field(default_factory=Counter)
     outputs: dict[Path, None] = field(default_factory=dict)  # handed out, in order (a full disk)
+    _progress_start: float | None = field(default=None, repr=False)
+    _progress_last: float = field(default=0.0, repr=False)
 
     @property
     def tmp(self) -> Path:
@@ -112,16 +114,46 @@ class TaskContext:
         self.metrics[metric] += value
 
     def progress(self, items: Iterable[T], total: int | None, unit: str) -> Iterator[T]:
-        """Iterate ``items``, logging progress and rate at most every 10 seconds."""
-        start = last = time.monotonic()
+        """Iterate ``items``, reporting progress (``report``) at most every 10 seconds and at the end."""
+        done = 0
         for done, item in enumerate(items, 1):
             yield item
-            now = time.monotonic()
-            if now - last >= 10:
-                last = now
-                rate = done / (now - start)
-                of = f"/{total:,}" if total is not None else ""
-                self.logger.info("%s%s %s (%.1f %s/s)", f"{done:,}", of, unit, rate, unit)
+            self.report(done, total, unit)
+        self.report(done, total, unit, final=True)
+
+    def report(self, done: int, total: int | None, unit: str, final: bool = False) -> None:
+        """Say how far the task is: ``done`` of ``total`` (None: not known) ``unit``. At most every
+        10 seconds (and when ``final``) it logs the count, rate and time left, and writes them to the
+        task's progress file, which the driver sums into the stage's progress line (``stage_progress``).
+        """
+        now = time.monotonic()
+        if self._progress_start is None:
+            self._progress_start = self._progress_last = now
+        if not final and now - self._progress_last < PROGRESS_EVERY_S:
+            return
+        self._progress_last = now
+        elapsed = max(now - self._progress_start, 1e-9)
+        rate = done / elapsed
+        left = (total - done) / rate if total is not None and rate > 0 else None
+        of = f"/{total:,}" if total is not None else ""
+        eta = f", {_duration(left)} left" if left is not None and not final else ""
+        self.logger.info("%s%s %s (%.1f %s/s%s)", f"{done:,}", of, unit, rate, unit, eta)
+        record = {"done": done, "total": total, "unit": unit, "rate": round(rate, 3),
+                  "elapsed_s": round(elapsed, 3), "final": final, "at": time.time()}
+        with contextlib.suppress(OSError):  # progress is a courtesy: never fail a task over it
+            atomic_write(self.paths.progress(self.index), json.dumps(record))
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class Stage(ABC):
@@ -504,6 +536,52 @@ def finalize(stage: Stage) -> dict[str, Any]:
     with _disk_full_says_so(stage.name, stage.paths.stats):
         _write(stage.paths.stats, dump_json(stats))
     return stats
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """Where a stage stands, summed from its tasks' progress files and completion markers."""
+
+    tasks: int
+    finished: int
+    running: int
+    done: int  # items done, over every task that reported
+    total: int | None  # items to do: reported totals, unstarted tasks at the mean of those (None: unknown)
+    unit: str
+    rate: float  # items per second, summed over the running tasks
+    left_s: float | None
+
+    def line(self, name: str) -> str:
+        """``fetch: 5/16 tasks done, 3 running; 123,456/400,000 URLs, 812.0/s, about 5 min left``"""
+        of = f"/{self.total:,}" if self.total is not None else ""
+        left = f", about {_duration(self.left_s)} left" if self.left_s is not None else ""
+        return (f"{name}: {self.finished}/{self.tasks} tasks done, {self.running} running; "
+                f"{self.done:,}{of} {self.unit}, {self.rate:,.1f}/s{left}")
+
+
+def stage_progress(paths: StagePaths, tasks: int, now: float | None = None) -> StageProgress:
+    """The stage's progress line from ``_state/progress/`` (what each task last reported) and its
+    completion markers. A running task whose report is older than three reporting periods (killed,
+    or stuck) does not count in the rate."""
+    now = time.time() if now is None else now
+    finished = completed_tasks(paths)
+    reports: dict[int, dict[str, Any]] = {}
+    for path in sorted(paths.progress_dir.glob("*.json")) if paths.progress_dir.is_dir() else ():
+        with contextlib.suppress(OSError, ValueError):
+            reports[int(path.stem)] = json.loads(path.read_text())
+    running = {i: r for i, r in reports.items() if i not in finished}
+    fresh = [r for r in running.values() if now - r["at"] <= 3 * PROGRESS_EVERY_S]
+    rate = sum(r["rate"] for r in fresh)
+    done = sum(r["done"] for r in reports.values())
+    sized = [r for r in reports.values() if r["total"] is not None]
+    total = left = None
+    if sized and len(sized) == len(reports):
+        unstarted = tasks - len(finished | set(reports))
+        total = sum(r["total"] for r in sized) + round(unstarted * sum(r["total"] for r in sized) / len(sized))
+        left = (total - done) / rate if rate > 0 else None
+    unit = next((r["unit"] for r in reports.values()), "items")
+    return StageProgress(tasks=tasks, finished=len(finished), running=len(running), done=done,
+                         total=total, unit=unit, rate=rate, left_s=left)
 
 
 def require_complete(upstream: StagePaths) -> None:

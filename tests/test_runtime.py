@@ -236,3 +236,40 @@ def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     assert completed_tasks(paths) == set(range(8))
+
+
+def test_tasks_report_progress_and_the_driver_sums_it_into_a_line(tmp_path, monkeypatch):
+    """A task's progress (items done of items to do, rate) reaches its progress file at most every
+    reporting period and at the end; the driver's line sums the running and finished tasks and
+    estimates the time left, with unstarted tasks at the mean size of the others."""
+    import logging
+
+    paths = StagePaths(tmp_path, "fetch")
+    clock = [1000.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+
+    def context(index: int) -> runtime.TaskContext:
+        return runtime.TaskContext(index=index, tasks=4, paths=paths, logger=logging.getLogger("t"))
+
+    first, second = context(0), context(1)
+    first.report(0, 1000, "URLs")  # the clock starts
+    clock[0] += 5
+    first.report(50, 1000, "URLs")  # within the period: not written
+    assert not paths.progress(0).exists()
+    clock[0] += 5
+    first.report(100, 1000, "URLs")
+    assert json.loads(paths.progress(0).read_text())["rate"] == 10.0
+    second.report(0, 3000, "URLs")
+    clock[0] += 20
+    second.report(600, 3000, "URLs")
+    line = runtime.stage_progress(paths, 4)
+    # done 700 of 1000 + 3000 + two unstarted tasks at 2000 each; rates 10/s and 30/s
+    assert (line.done, line.total, line.running, line.finished, line.rate) == (700, 8000, 2, 0, 40.0)
+    assert line.left_s == pytest.approx((8000 - 700) / 40)
+    assert line.line("fetch").startswith("fetch: 0/4 tasks done, 2 running; 700/8,000 URLs, 40.0/s")
+
+    # a finished task counts in what is done, not in the rate; a stale report not in the rate either
+    runtime.atomic_write(paths.done(1), "{}")
+    line = runtime.stage_progress(paths, 4, now=json.loads(paths.progress(0).read_text())["at"] + 31)
+    assert (line.finished, line.running, line.rate) == (1, 1, 0.0)
+    assert line.left_s is None

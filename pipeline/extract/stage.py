@@ -22,7 +22,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig
 from pipeline.extract.worker import IsolatedExtractor
-from pipeline.parquet_io import parquet_writer, read_table, reading
+from pipeline.parquet_io import iter_batches, parquet_writer, reading
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
@@ -52,6 +52,15 @@ def charset_of(content_type: str | None) -> str | None:
         if key.strip().lower() == "charset":
             return value.strip().strip("\"'") or None
     return None
+
+
+INDEX_BATCH_ROWS = 1024  # rows of the fetch index and the links read at a time
+
+
+def _rows(path: Path, columns: list[str] | None) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet file as dicts, a batch at a time."""
+    for batch in iter_batches(path, batch_size=INDEX_BATCH_ROWS, columns=columns):
+        yield from batch.to_pylist()
 
 
 class DamagedRecord(Exception):
@@ -194,14 +203,20 @@ class ExtractStage(Stage):
         require_complete(self.fetch)
 
     def pages(self, index: int) -> Iterator[dict[str, Any]]:
-        """The kept pages of fetch task ``index``, with their links provenance."""
-        fetched = read_table(self.fetch.root / "index" / f"{index:05d}.parquet").to_pylist()
+        """The kept pages of fetch task ``index``, with their links provenance.
+
+        The fetch index has one row per link of the partition, in the links' order (``ord``), so the
+        two files are read side by side, a batch at a time: memory does not grow with the partition.
+        """
+        fetched = _rows(self.fetch.root / "index" / f"{index:05d}.parquet", None)
         links = StagePaths(self.workdir, "links").root / f"part-{index:05d}.parquet"
-        provenance = read_table(links, columns=["host", "subreddits", "score_max", "n_submissions",
-                                                "first_created_utc"]).to_pylist()
-        for row in fetched:
+        provenance = _rows(links, ["host", "subreddits", "score_max", "n_submissions", "first_created_utc"])
+        for ord_, (row, link) in enumerate(zip(fetched, provenance, strict=True)):
+            if row["ord"] != ord_:
+                raise StageError(f"extract task {index}: the fetch index is not in the links' order "
+                                 f"(row {ord_} has ord {row['ord']}); rerun fetch task {index}")
             if row["reason"] is None:
-                yield {**row, **provenance[row["ord"]]}
+                yield {**row, **link}
 
     def run_task(self, ctx: TaskContext) -> None:
         reader = WarcReader(self.fetch.root / "warc")

@@ -257,7 +257,7 @@ class _Progress:
 
     def __init__(self, ctx: TaskContext, already: int, total: int) -> None:
         self.ctx, self.start, self.last = ctx, time.monotonic(), time.monotonic()
-        self.done, self.kept, self.bytes, self.errors = already, 0, 0, 0
+        self.done, self.kept, self.bytes, self.errors, self.total = already, 0, 0, 0, total
         self.bar = tqdm(total=total, initial=already, desc=f"fetch {ctx.index:05d}", unit="url",
                         disable=None, leave=False, mininterval=0.5)
 
@@ -268,6 +268,7 @@ class _Progress:
         else:
             self.errors += 1
         self.bar.update()
+        self.ctx.report(self.done, self.total, "URLs")
         now = time.monotonic()
         if now - self.last >= 10:
             self.last = now
@@ -277,4 +278,5 @@ class _Progress:
                                  self.done, rate, self.kept, self.bytes / 1e6, self.errors)
 
     def close(self) -> None:
+        self.ctx.report(self.done, self.total, "URLs", final=True)
         self.bar.close()

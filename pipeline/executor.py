@@ -191,7 +191,7 @@ def _wait_saying_progress(job: Any, stage: Stage, last: list[float]) -> None:
     """Wait for a submitit job, logging the stage's progress line every ``PROGRESS_LINE_EVERY_S``
     (``last[0]``: when the last line was logged, shared by the stage's jobs)."""
     while not job.done():
-        time.sleep(min(5.0, PROGRESS_LINE_EVERY_S))
+        time.sleep(1.0)  # submitit caches squeue between its own polls
         if time.monotonic() - last[0] >= PROGRESS_LINE_EVERY_S:
             last[0] = time.monotonic()
             log.info("%s", runtime.stage_progress(stage.paths, stage.num_tasks).line(stage.name))

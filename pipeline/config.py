@@ -212,7 +212,8 @@ class FetchConfig:
         doc="CIDRs exempt from the address guard (tests on loopback)", factory=list
     )
     hosts: list[str] = param(
-        doc="name=address overrides of DNS, like /etc/hosts (tests, demos): ['a.example=127.0.0.1']",
+        doc="name=address overrides of DNS, like /etc/hosts (tests, demos): ['a.example=127.0.0.1'];"
+        " '*.test=127.0.0.1' maps every name under .test (an exact name wins, then the longest suffix)",
         factory=list,
     )
     warc_max_bytes: int = param(1 << 30, "rotate a task's WARC file past this size", ge=1)
@@ -308,8 +309,20 @@ class FetchConfig:
                 ipaddress.ip_address(address.strip())
             except ValueError:
                 raise ConfigError(f"hosts[{i}]", f"not name=address: {entry!r}") from None
-            if not name.strip():
-                raise ConfigError(f"hosts[{i}]", f"no host name in {entry!r}")
+            self._check_host_name(f"hosts[{i}]", name.strip().lower().rstrip("."), entry)
+
+    @staticmethod
+    def _check_host_name(key: str, name: str, entry: str) -> None:
+        """A ``hosts`` name: a host name, or ``*.suffix`` (a wildcard); none under ``.invalid``,
+        which the guard never resolves (RFC 6761), whatever ``hosts`` says."""
+        if not name:
+            raise ConfigError(key, f"no host name in {entry!r}")
+        suffix = name.removeprefix("*.")
+        if "*" in suffix or not suffix.strip("."):
+            raise ConfigError(key, f"a wildcard is '*.' and a domain, as in '*.test=127.0.0.1', "
+                              f"not {entry!r}")
+        if suffix.rpartition(".")[2] == "invalid":
+            raise ConfigError(key, f"names under .invalid never resolve (RFC 6761): {entry!r}")
 
     def host_overrides(self) -> dict[str, str]:
         """``hosts`` as a mapping of lowercased name -> address."""

@@ -7,6 +7,10 @@ otherwise not globally routable; IPv4-mapped and 6to4/NAT64-embedded IPv6 addres
 the IPv4 address inside. The check runs on the resolved address at connect time (``GuardedResolver``),
 so a public name that resolves to a private address (DNS rebinding) and a redirect to a private
 address are refused too; IP literals, which aiohttp does not resolve, are checked before connecting.
+
+A name under ``.invalid`` never resolves (RFC 6761): it fails at once as a DNS error, without a
+query. Other names resolve through ``fetch.hosts`` first (an exact ``name=address``, else the
+``*.suffix=address`` wildcard with the longest suffix), then the system resolver.
 """
 
 from __future__ import annotations
@@ -21,10 +25,21 @@ from aiohttp.resolver import DefaultResolver
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+SPECIAL_UNRESOLVABLE = ("invalid",)  # RFC 6761 6.4: resolvers answer NXDOMAIN without asking anyone
 
 
 class BlockedAddress(OSError):
     """A connection to an address the guard refuses; aiohttp wraps it, the crawler unwraps it."""
+
+
+class NeverResolves(socket.gaierror):
+    """A special-use name that has no address (``*.invalid``); counted as ``dns_error``, like the
+    system resolver's NXDOMAIN."""
+
+
+def never_resolves(name: str) -> bool:
+    """Whether ``name`` is under a special-use domain that no resolver may answer (RFC 6761)."""
+    return name.lower().rstrip(".").rpartition(".")[2] in SPECIAL_UNRESOLVABLE
 
 
 def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -51,7 +66,8 @@ def is_public(address: IPAddress) -> bool:
 @dataclass
 class AddressPolicy:
     """Which addresses may be connected to. ``allow_private`` turns the guard off (tests, demos);
-    ``allowed`` exempts networks (test servers on loopback) while the guard stays on."""
+    ``allowed`` exempts networks (test servers on loopback) while the guard stays on. ``hosts``
+    maps lowercase names, or wildcards ``*.suffix``, to addresses (``override``)."""
 
     allow_private: bool = False
     allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
@@ -62,6 +78,22 @@ class AddressPolicy:
                     hosts: dict[str, str]) -> AddressPolicy:
         networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         return cls(allow_private, networks, {k.lower(): v for k, v in hosts.items()})
+
+    def override(self, host: str) -> str | None:
+        """The address ``hosts`` gives ``host``: its exact entry, else the wildcard ``*.suffix`` of
+        the longest suffix that ``host`` lies under (``*.test`` covers ``a.test`` and ``a.b.test``,
+        not ``test``), else None."""
+        name = host.lower().rstrip(".")
+        exact = self.hosts.get(name)
+        if exact is not None:
+            return exact
+        rest = name
+        while "." in rest:  # the parent domains, longest first
+            rest = rest.partition(".")[2]
+            wildcard = self.hosts.get(f"*.{rest}")
+            if wildcard is not None:
+                return wildcard
+        return None
 
     def allows(self, address: str | IPAddress) -> bool:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
@@ -81,7 +113,9 @@ def ip_literal(host: str) -> IPAddress | None:
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver, with ``hosts`` overrides, that drops every address the policy refuses.
 
-    When nothing is left, the connection fails with ``BlockedAddress``.
+    When nothing is left, the connection fails with ``BlockedAddress``. A name under ``.invalid``
+    fails with ``NeverResolves`` before the system resolver is asked (aiohttp reports both as
+    DNS errors; the crawler tells them apart).
     """
 
     def __init__(self, policy: AddressPolicy) -> None:
@@ -90,7 +124,9 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        override = self.policy.hosts.get(host.lower().rstrip("."))
+        if never_resolves(host):  # before the overrides too: such a name has no address at all
+            raise NeverResolves(socket.EAI_NONAME, f"{host}: a special-use name, never resolved (RFC 6761)")
+        override = self.policy.override(host)
         if override is not None:
             ip = ipaddress.ip_address(override)
             results: list[ResolveResult] = [{

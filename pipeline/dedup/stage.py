@@ -17,7 +17,8 @@ more than its slice, whose size the config sets (``links.partitions``, ``dedup.b
 3. ``dedup_ccNN`` (``dedup.max_rounds`` rounds, one task per graph partition): min-label
    propagation. A node's label is the best-ranked document it is connected to; each round a task
    takes its nodes' labels and the labels its neighbours sent, keeps the best, and sends changed
-   labels along its edges to their partitions. A round after the one that sent nothing copies.
+   labels along its edges to their partitions. A round after the one that sent nothing passes its
+   labels on as they are (read, so that a damaged file is named with the round that wrote it).
 4. ``dedup`` (one task per docs shard): a document whose component label is another document is
    dropped (``exact_duplicate`` when its normalized text is the survivor's, else ``near_duplicate``);
    the rest are written to ``dedup/part-NNNNN.parquet``, the dropped to ``dedup/removed/``. The
@@ -27,7 +28,6 @@ more than its slice, whose size the config sets (``links.partitions``, ``dedup.b
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -440,10 +440,12 @@ class DedupRoundStage(_DedupPass):
         else:
             previous_paths = StagePaths(self.workdir, f"dedup_cc{self.round - 1:02d}")
             previous = previous_paths.root
-            if sent_messages(previous_paths) == 0:
-                shutil.copyfile(previous / "labels" / f"part-{ctx.index:05d}.parquet",
-                                ctx.output(f"labels/part-{ctx.index:05d}.parquet"))
-                return  # converged: nothing can change any more
+            if sent_messages(previous_paths) == 0:  # converged: nothing can change any more
+                # The labels are read (their pages checked) and what was read is written, not the
+                # file copied: a damaged one is named with the round that wrote it, not passed on.
+                labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
+                write_table(labels, ctx.output(f"labels/part-{ctx.index:05d}.parquet"), compression="zstd")
+                return
             labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
             old_node = labels.column("node").to_numpy().astype(U64)
             old = _columns(labels, LABEL)

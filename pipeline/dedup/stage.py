@@ -440,13 +440,12 @@ class DedupRoundStage(_DedupPass):
         else:
             previous_paths = StagePaths(self.workdir, f"dedup_cc{self.round - 1:02d}")
             previous = previous_paths.root
+            labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
             if sent_messages(previous_paths) == 0:  # converged: nothing can change any more
-                # The labels are read (their pages checked) and what was read is written, not the
-                # file copied: a damaged one is named with the round that wrote it, not passed on.
-                labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
+                # What was read (its pages checked) is written, not the file copied: a damaged one
+                # is named with the round that wrote it, not passed on as this round's.
                 write_table(labels, ctx.output(f"labels/part-{ctx.index:05d}.parquet"), compression="zstd")
                 return
-            labels = read_table(previous / "labels" / f"part-{ctx.index:05d}.parquet")
             old_node = labels.column("node").to_numpy().astype(U64)
             old = _columns(labels, LABEL)
             inbox = _read(sorted((previous / "messages" / f"p{ctx.index:03d}").glob("*.parquet")),

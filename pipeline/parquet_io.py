@@ -20,7 +20,9 @@ from pipeline.paths import StagePaths
 from pipeline.runtime import StageError, read_json
 
 # A CRC32 per page, checked on read: without it a flipped byte in a page often decodes silently
-# to other values (a quarter of single-byte flips in a zstd docs part, measured).
+# to other values (a quarter of single-byte flips in a zstd docs part, measured). The footer has no
+# checksum: its statistics (min/max per column chunk) are written for other tools (the corpus's
+# sha256 in manifest.json covers them there) but never decide what the pipeline reads.
 WRITE_OPTIONS: dict[str, Any] = {"write_page_checksum": True}
 
 
@@ -50,9 +52,21 @@ def open_file(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path, page_checksum_verification=True)
 
 
-def read_table(path: Path, **options: Any) -> pa.Table:
+def read_table(path: Path, filters: Any = None, **options: Any) -> pa.Table:
+    """``path`` (its ``columns``), then the rows ``filters`` (pyarrow's DNF form) keeps.
+
+    The filters are applied to the rows read, never pushed down: pyarrow would skip row groups on
+    their footer min/max statistics, which no checksum covers, so a flipped byte there would drop
+    rows silently. Nothing in the pipeline reads those statistics.
+    """
+    columns = options.pop("columns", None)
     with reading(path):
-        return pq.read_table(path, page_checksum_verification=True, **options)
+        table = pq.read_table(path, page_checksum_verification=True,
+                              columns=None if filters is not None else columns, **options)
+    if filters is None:
+        return table
+    table = table.filter(pq.filters_to_expression(filters))
+    return table if columns is None else table.select(columns)
 
 
 def read_metadata(path: Path) -> pq.FileMetaData:

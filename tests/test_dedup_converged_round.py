@@ -10,7 +10,13 @@ from pathlib import Path
 
 from model.base.schema import validate
 from pipeline import runtime
-from pipeline.config import DedupConfig, LinksConfig, LocalExecutorConfig, PipelineConfig, PushshiftSourceConfig
+from pipeline.config import (
+    DedupConfig,
+    LinksConfig,
+    LocalExecutorConfig,
+    PipelineConfig,
+    PushshiftSourceConfig,
+)
 from pipeline.dedup.stage import DedupRoundStage, sent_messages
 from pipeline.paths import StagePaths
 from tests.test_dedup_stage import SHARDS, outcome, planted_docs, run_dedup, write_docs

@@ -118,16 +118,28 @@ def _read(paths: list[Path], schema: pa.Schema, filters: list | None = None) -> 
 
 
 def _bucket_range(path: Path, low: int, high: int) -> pa.Table:
-    """The rows of a bucket-sorted band file with low <= bucket < high: only the row groups whose
-    statistics overlap the range are read."""
-    f = open_file(path)
-    groups = []
-    for g in range(f.num_row_groups):
-        stats = f.metadata.row_group(g).column(0).statistics
-        if stats is None or not stats.has_min_max or (stats.max >= low and stats.min < high):
-            groups.append(g)
+    """The rows of a bucket-sorted band file with low <= bucket < high.
+
+    Only the row groups that can hold them are read, found by a binary search on the buckets of the
+    groups (read from pages their CRCs check), not on the footer's min/max statistics: no checksum
+    covers those, and a flipped byte there would skip a row group and its pairs silently.
+    """
+    source = open_file(path)
     with reading(path):
-        table = f.read_row_groups(groups, use_threads=False) if groups else BAND_SCHEMA.empty_table()
+        first, end = 0, source.num_row_groups  # first: the first group whose last bucket >= low
+        while first < end:
+            middle = (first + end) // 2
+            probe = source.read_row_group(middle, columns=["bucket"], use_threads=False).column(0)
+            if len(probe) == 0 or probe[-1].as_py() < low:
+                first = middle + 1
+            else:
+                end = middle
+        groups = []
+        for g in range(first, source.num_row_groups):  # until a group ends at or past high
+            groups.append(source.read_row_group(g, use_threads=False))
+            if groups[-1].num_rows and groups[-1].column("bucket")[-1].as_py() >= high:
+                break
+    table = pa.concat_tables(groups) if groups else BAND_SCHEMA.empty_table()
     bucket = table.column("bucket").to_numpy(zero_copy_only=False).astype(U64)
     if np.any(bucket[1:] < bucket[:-1]):
         raise StageError(f"{path}: band rows are not sorted by bucket (not written by dedup_sig?); "

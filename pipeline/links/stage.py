@@ -153,7 +153,16 @@ class LinksMapStage(Stage):
 
     def _one_line(self, line: bytes, rules: Rules, months: Counter[tuple[str, str]],
                   month_of_day: dict[int, str], ctx: TaskContext) -> Link | None:
-        """Count one dump line into the month report and the funnel; the link it gives, if any."""
+        """Count one dump line into the month report and the funnel; the link it gives, if any.
+
+        A line that starts with NUL bytes (RS_2011-01 has one) holds whole JSON after them: it is
+        read without them and counted under its own reason, the repair as a metric beside the
+        funnel (``repaired_nul_prefix``), so each line stays under exactly one count.
+        """
+        if line[:1] == b"\x00":
+            line = line.lstrip(b"\x00")
+            if line.strip():
+                ctx.add("repaired_nul_prefix", 1)
         if not line.strip():
             ctx.count("empty_line")
             return None

@@ -11,6 +11,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,7 +23,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from model.base.files import atomic_write
 from model.base.schema import to_yaml
 from pipeline import runtime
 from pipeline.config import ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig
@@ -62,6 +62,37 @@ def _failure(stage: Stage, index: int, err: BaseException) -> str:
     else:
         reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
     return f"task {index} ({reason}); log: {stage.paths.log(index)}"
+
+
+# A full disk in the text of submitit's errors, which carry a job's failure as its log, not as the
+# exception: "[Errno 28] No space left on device", "[Errno 122] Disk quota exceeded: '/data/x'".
+_REMOTE_OS_ERROR = re.compile(r"\[Errno (\d+)\] [^:\n]*(?:: '([^'\n]+)')?")
+
+
+def _remote_disk_full(err: BaseException) -> OSError | None:
+    """The OSError for lack of space or quota that a job's error text reports, if any (one that
+    names its file first)."""
+    found = [OSError(int(code), os.strerror(int(code)), name or None)
+             for code, name in _REMOTE_OS_ERROR.findall(str(err)) if int(code) in runtime._FULL]
+    return next((e for e in found if e.filename), found[0] if found else None)
+
+
+def _job_failure(stage: Stage, index: int, job: Any, err: BaseException) -> str:
+    """One line for a SLURM task whose job failed. A full disk met outside the task's own code
+    (submitit saving the task's result, or its error, in the job folder) is reported as every full
+    disk is; the task's own ``DiskFull`` already says it. A task that finished is said to be kept."""
+    line = _failure(stage, index, err)
+    if "DiskFull: " not in line:
+        where, saved = f"{stage.name} task {index}", job.paths.result_pickle
+        full = runtime.disk_full(where, err, saved)
+        if full is None and (remote := _remote_disk_full(err)) is not None:
+            full = runtime.disk_full(where, remote, saved)
+        if full is not None:
+            line = _failure(stage, index, full)
+    line += f"; job {job.job_id}, stderr: {job.paths.stderr}"
+    if stage.paths.done(index).exists():  # its marker was written before submitit saved its result
+        line += "; the task itself finished (its completion marker is written): a rerun skips it"
+    return line
 
 
 def _stage_failed(stage: Stage, failures: list[str], not_started: list[int] | None = None) -> StageError:
@@ -230,19 +261,22 @@ class SlurmExecutor(Executor):
         stages[0].check_inputs()  # later stages check theirs when their tasks start
         submitted: list[tuple[Stage, list[tuple[int, Any]]]] = []
         previous: str | None = None
-        for stage in stages:
-            runtime.prepare(stage)
-            pending = runtime.pending_tasks(stage)
-            if not pending:
-                log.info("%s: all %d tasks already done", stage.name, stage.num_tasks)
-                submitted.append((stage, []))
-                continue
-            executor = self._executor(submitit, stage, previous)
-            jobs = executor.map_array(functools.partial(runtime.run_task, stage), pending)
-            previous = jobs[0].job_id.split("_")[0]
-            log.info("%s: submitted %d task(s) as array job %s (logs: %s)",
-                     stage.name, len(jobs), previous, stage.paths.slurm_logs)
-            submitted.append((stage, list(zip(pending, jobs, strict=True))))
+        try:
+            for stage in stages:
+                runtime.prepare(stage)
+                pending = runtime.pending_tasks(stage)
+                if not pending:
+                    log.info("%s: all %d tasks already done", stage.name, stage.num_tasks)
+                    submitted.append((stage, []))
+                    continue
+                jobs = self._submit(submitit, stage, pending, previous)
+                previous = jobs[0].job_id.split("_")[0]
+                log.info("%s: submitted %d task(s) as array job %s (logs: %s)",
+                         stage.name, len(jobs), previous, stage.paths.slurm_logs)
+                submitted.append((stage, list(zip(pending, jobs, strict=True))))
+        except DiskFull:  # left queued, the jobs would race the rerun's copies of their tasks
+            _cancel(submitted)
+            raise
         follower = then(previous) if then is not None else None
         if not self.cfg.wait:
             log.info("not waiting (executor.wait=false); rerun the same command when the jobs end "
@@ -250,10 +284,18 @@ class SlurmExecutor(Executor):
             return
         self._wait(submitted, follower)
 
+    def _submit(self, submitit: Any, stage: Stage, pending: list[int], after: str | None) -> list[Any]:
+        """``pending`` as one array job. submitit writes the job's pickles and sbatch script in the
+        job folder first: a full disk there raises ``DiskFull`` (before sbatch, for two tasks or more)."""
+        with runtime._disk_full_says_so(stage.name, stage.paths.slurm_logs):
+            executor = self._executor(submitit, stage, after)
+            return executor.map_array(functools.partial(runtime.run_task, stage), pending)
+
     def _executor(self, submitit: Any, stage: Stage, after: str | None) -> Any:
         folder = stage.paths.slurm_logs
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / "config.yaml", to_yaml(stage.cfg))
+        with runtime._disk_full_says_so(stage.name, folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            runtime._write(folder / "config.yaml", to_yaml(stage.cfg))
         additional = {"kill-on-invalid-dep": "yes", **self.cfg.additional}
         if after is not None:
             additional["dependency"] = f"afterok:{after}"
@@ -282,14 +324,18 @@ class SlurmExecutor(Executor):
                     _wait_saying_progress(job, stage, last)
                     job.result()
                 except Exception as err:
-                    failures.append(f"{_failure(stage, index, err)}; job {job.job_id}, "
-                                    f"stderr: {job.paths.stderr}")
+                    failures.append(_job_failure(stage, index, job, err))
             if failures:
-                for _, later in submitted[position + 1:]:
-                    for _, job in later:
-                        job.cancel(check=False)
+                _cancel(submitted[position + 1:])
                 if follower is not None:  # a plain SLURM job (sbatch), not one of submitit's
                     subprocess.run(["scancel", follower], capture_output=True, timeout=60)
                 raise _stage_failed(stage, failures)
             stats = runtime.finalize(stage)
             log.info("%s: done; %s", stage.name, stats["counts"])
+
+
+def _cancel(submitted: list[tuple[Stage, list[tuple[int, Any]]]]) -> None:
+    """Cancel the jobs of ``submitted`` (those that ended are left as they are)."""
+    for _, jobs in submitted:
+        for _, job in jobs:
+            job.cancel(check=False)

@@ -71,6 +71,7 @@ class Settings:
     timeout_s: float = 4.0  # fetch.timeout_s; the web's timeout links answer 3 s later
     max_bytes: int = 1 << 20  # fetch.max_bytes; the web's oversized pages are 1.2 MiB
     tokenize_tasks: int = 4
+    val_fraction: float = 0.05  # tokenize.val_fraction (small sizes need a larger one for any val)
     train_steps: int = 20
 
     def pipeline_args(self, folder: Path) -> list[str]:
@@ -80,7 +81,7 @@ class Settings:
                 f"fetch.per_host_delay_s={self.per_host_delay_s}", f"fetch.timeout_s={self.timeout_s}",
                 f"fetch.max_bytes={self.max_bytes}", "dedup.components_partitions=4",
                 "dedup.bucket_ranges=2", f"tokenize.tasks={self.tokenize_tasks}",
-                "tokenize.val_fraction=0.05"]
+                f"tokenize.val_fraction={self.val_fraction}"]
 
     def train_args(self, folder: Path) -> list[str]:
         steps = self.train_steps

@@ -127,9 +127,10 @@ class TaskContext:
         task's progress file, which the driver sums into the stage's progress line (``stage_progress``).
         """
         now = time.monotonic()
-        if self._progress_start is None:
+        first = self._progress_start is None
+        if first:  # written at once: the driver counts the task as running from its start
             self._progress_start = self._progress_last = now
-        if not final and now - self._progress_last < PROGRESS_EVERY_S:
+        elif not final and now - self._progress_last < PROGRESS_EVERY_S:
             return
         self._progress_last = now
         elapsed = max(now - self._progress_start, 1e-9)

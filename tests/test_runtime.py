@@ -252,10 +252,11 @@ def test_tasks_report_progress_and_the_driver_sums_it_into_a_line(tmp_path, monk
         return runtime.TaskContext(index=index, tasks=4, paths=paths, logger=logging.getLogger("t"))
 
     first, second = context(0), context(1)
-    first.report(0, 1000, "URLs")  # the clock starts
+    first.report(0, 1000, "URLs")  # the clock starts; written at once
+    assert json.loads(paths.progress(0).read_text())["done"] == 0
     clock[0] += 5
     first.report(50, 1000, "URLs")  # within the period: not written
-    assert not paths.progress(0).exists()
+    assert json.loads(paths.progress(0).read_text())["done"] == 0
     clock[0] += 5
     first.report(100, 1000, "URLs")
     assert json.loads(paths.progress(0).read_text())["rate"] == 10.0

@@ -104,7 +104,8 @@ def measured(command: list[str], log_path: Path) -> tuple[dict[str, float], list
     argv = [sys.executable, "-m", "bench.treeusage", str(usage_path), "--", *command]
     lines: list[tuple[float, str]] = []
     start = time.monotonic()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    # this checkout's code, whatever the environment installed (a rehearsal runs from a worktree)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     with open(log_path, "w") as out, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                       text=True, cwd=ROOT, env=env) as proc:
         assert proc.stdout is not None

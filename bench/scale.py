@@ -68,6 +68,7 @@ class Settings:
     partitions: int = 8  # links.partitions: the task count of fetch, extract, publish, two dedup passes
     workers: int = 2  # executor.workers
     per_host_delay_s: float = 0.05
+    concurrency: int = 32  # fetch.concurrency per task: all tasks together keep 256 requests in flight
     timeout_s: float = 4.0  # fetch.timeout_s; the web's timeout links answer 3 s later
     max_bytes: int = 1 << 20  # fetch.max_bytes; the web's oversized pages are 1.2 MiB
     tokenize_tasks: int = 4
@@ -82,6 +83,7 @@ class Settings:
                 f"links.partitions={self.partitions}", f"executor.workers={workers}", f"stages=[{stage}]",
                 "fetch.allow_private=true", "fetch.hosts=['*.test=127.0.0.1']",
                 f"fetch.per_host_delay_s={self.per_host_delay_s}", f"fetch.timeout_s={self.timeout_s}",
+                f"fetch.concurrency={self.concurrency}",
                 f"fetch.max_bytes={self.max_bytes}", "dedup.components_partitions=4",
                 "dedup.bucket_ranges=2", f"tokenize.tasks={self.tokenize_tasks}",
                 f"tokenize.val_fraction={self.val_fraction}"]

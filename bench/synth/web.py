@@ -393,8 +393,8 @@ class SyntheticWeb:
         """``found`` sent chunked, without a Content-Length, until done or the client hangs up."""
         response = web.StreamResponse(status=found.status, headers={"Content-Type": found.content_type})
         response.enable_chunked_encoding()
-        await response.prepare(request)
         try:
+            await response.prepare(request)  # the crawler may have hung up already (it stops at its cap)
             for start in range(0, len(found.body), CHUNK):
                 await response.write(found.body[start:start + CHUNK])
             await response.write_eof()

@@ -158,3 +158,21 @@ def test_a_task_starts_its_largest_host_first():
     assert [g[0][1].split("/")[2] for g in groups] == ["z.test", "b.test", "a.test", "c.test"]
     assert groups[0] == [(4 + i, f"http://z.test/{i}", 7) for i in range(5)]  # URLs in their order
     assert sorted(item for g in groups for item in g) == sorted((o, u, c) for o, u, _, c in todo)
+
+
+def test_the_index_is_written_from_journal_offsets(tmp_path):
+    """The index is written in the links' order from where each outcome starts in the journal (eight
+    bytes per URL, not the outcomes): the last line of a position wins, a line cut by a kill is not
+    one, and a position without an outcome is -1."""
+    import orjson
+
+    from pipeline.fetch.stage import journal_offsets
+
+    lines = [orjson.dumps({"ord": o, "reason": r}) + b"\n" for o, r in [(2, "a"), (0, "b"), (2, "c")]]
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(lines) + b'{"ord": 1, "rea')  # the last line cut by a kill
+    offsets = journal_offsets(path, 4)
+    assert offsets.tolist() == [len(lines[0]), -1, len(lines[0]) + len(lines[1]), -1]
+    with open(path, "rb") as f:
+        f.seek(offsets[2])
+        assert orjson.loads(f.readline())["reason"] == "c"

@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import time
+from array import array
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pipeline.fetch.archive import archives_for
 from pipeline.fetch.crawler import Crawler, Item, Outcome
 from pipeline.fetch.warc import WarcWriter, cut_back
 from pipeline.links.stage import require_links
-from pipeline.parquet_io import read_table, write_table
+from pipeline.parquet_io import parquet_writer, read_table
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete, writing
 
@@ -43,6 +44,9 @@ INDEX_SCHEMA = pa.schema([
     ("archived_at", pa.float64()), ("archive_url", pa.string()), ("archive_id", pa.string()),
     ("live_reason", pa.string()),
 ])
+
+
+INDEX_ROWS_PER_GROUP = 10_000  # rows of the fetch index written at a time
 
 
 class Journal:
@@ -98,6 +102,24 @@ def cut_journal(path: Path) -> None:
             os.truncate(path, data.rfind(b"\n") + 1)
 
 
+def journal_offsets(path: Path, expected: int) -> array:
+    """Where each input position's outcome starts in a journal: ``offsets[ord]``, -1 where it has
+    none; the last line of an ``ord`` wins, and a line cut by a kill is ignored. Eight bytes per
+    URL, so the index can be written in the links' order without holding the outcomes."""
+    offsets = array("q", [-1]) * expected
+    at = 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                ord_ = orjson.loads(line)["ord"]
+            except orjson.JSONDecodeError:
+                ord_ = None  # empty, or the last line, cut short
+            if ord_ is not None and 0 <= ord_ < expected:
+                offsets[ord_] = at
+            at += len(line)
+    return offsets
+
+
 def read_journal(path: Path) -> dict[int, dict[str, Any]]:
     """The outcomes a journal holds, by input position; a line cut by a kill is ignored."""
     rows: dict[int, dict[str, Any]] = {}
@@ -151,12 +173,15 @@ class FetchStage(Stage):
         warc = WarcWriter(ctx.tmp / "warc", f"{ctx.index:05d}", self.conf.warc_max_bytes,
                           self.conf.warc_writers)
         journal = Journal(journal_path, warc, self.conf.flush_every)
+        expected = urls.num_rows
         todo = [(i, u, h, c) for i, (u, h, c) in enumerate(zip(
                     urls.column("url").to_pylist(), urls.column("host").to_pylist(),
                     urls.column("first_created_utc").to_pylist(), strict=True))
                 if i not in done]
-        ctx.logger.info("%d URLs, %d already fetched, %d to go", urls.num_rows, len(done), len(todo))
-        progress = _Progress(ctx, len(done), urls.num_rows)
+        ctx.logger.info("%d URLs, %d already fetched, %d to go", expected, len(done), len(todo))
+        hosts = host_order(todo)  # what the task holds while it crawls: its URLs to go, by host
+        del urls, todo, done
+        progress = _Progress(ctx, expected - sum(map(len, hosts)), expected)
 
         def on_outcome(outcome: Outcome) -> None:
             journal.add(outcome)
@@ -172,7 +197,7 @@ class FetchStage(Stage):
             archives = archives_for(self.conf, self.paths.state / "archive_rate", captures)
             async with Crawler(self.conf, warc, on_outcome, archives) as crawler:
                 try:
-                    await crawler.crawl(_by_host(todo))
+                    await crawler.crawl(_one_host_at_a_time(hosts))
                 finally:
                     for name, n in crawler.throttled.items():
                         ctx.add(f"throttled_{name}", n)
@@ -184,7 +209,7 @@ class FetchStage(Stage):
                 closing.callback(progress.close)
                 closing.callback(warc.close)
                 closing.callback(journal.close)
-        self._write_index(ctx, read_journal(journal_path), urls.num_rows)
+        self._write_index(ctx, journal_path, expected)
 
     def task_committed(self, index: int) -> None:
         """The journal goes once the outputs are committed (a commit that fails, on a full disk,
@@ -214,13 +239,30 @@ class FetchStage(Stage):
         ctx.logger.info("resuming: %d outcomes journaled; WARC files cut back to %s", len(done), ends)
         return done
 
-    def _write_index(self, ctx: TaskContext, rows: dict[int, dict[str, Any]], expected: int) -> None:
-        if sorted(rows) != list(range(expected)):
-            raise StageError(f"fetch task {ctx.index}: {expected} URLs in, {len(rows)} outcomes out")
-        ordered = [rows[i] for i in range(expected)]
-        write_table(pa.Table.from_pylist(ordered, schema=INDEX_SCHEMA),
-                    ctx.output(f"index/{ctx.index:05d}.parquet"), compression="zstd")
-        for row in ordered:
+    def _write_index(self, ctx: TaskContext, journal: Path, expected: int) -> None:
+        """The index, one row per input URL in the links' order, read from the journal a row group
+        at a time (the journal is in the order outcomes came)."""
+        offsets = journal_offsets(journal, expected)
+        missing = offsets.count(-1)
+        if missing:
+            raise StageError(f"fetch task {ctx.index}: {expected} URLs in, {expected - missing} outcomes out")
+        path = ctx.output(f"index/{ctx.index:05d}.parquet")
+        with open(journal, "rb") as f, parquet_writer(path, INDEX_SCHEMA, compression="zstd") as writer:
+            for start in range(0, expected, INDEX_ROWS_PER_GROUP):
+                rows = []
+                for at in offsets[start:start + INDEX_ROWS_PER_GROUP]:
+                    f.seek(at)
+                    rows.append(orjson.loads(f.readline()))
+                writer.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA))
+                self._count(ctx, rows)
+            if expected == 0:
+                writer.write_table(INDEX_SCHEMA.empty_table())
+        for warc in sorted((ctx.tmp / "warc").glob("*.warc.gz")):  # committed as warc/<name>
+            ctx.add("warc_bytes", warc.stat().st_size)
+
+    @staticmethod
+    def _count(ctx: TaskContext, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
             ctx.count(row["reason"] or "kept")
             ctx.add("bytes", row["bytes"])
             ctx.add("redirects", len(row["redirects"]))
@@ -228,8 +270,6 @@ class FetchStage(Stage):
                 ctx.add(f"pages_{row.get('source') or 'live'}", 1)  # kept pages by source
             if row.get("live_reason"):
                 ctx.add(f"dead_{row['live_reason']}", 1)  # dead live links, whatever the archives gave
-        for path in sorted((ctx.tmp / "warc").glob("*.warc.gz")):  # committed as warc/<name>
-            ctx.add("warc_bytes", path.stat().st_size)
 
 
 def host_order(todo: list[tuple[int, str, str, int | None]]) -> list[list[Item]]:
@@ -247,9 +287,12 @@ def host_order(todo: list[tuple[int, str, str, int | None]]) -> list[list[Item]]
     return [urls for _, urls in ranked]
 
 
-async def _by_host(todo: list[tuple[int, str, str, int | None]]) -> AsyncIterator[list[Item]]:
-    for group in host_order(todo):
-        yield group
+async def _one_host_at_a_time(hosts: list[list[Item]]) -> AsyncIterator[list[Item]]:
+    """``hosts`` in order, each dropped from the list as it is handed out (its URLs then live only
+    as long as the crawler works on them)."""
+    hosts.reverse()
+    while hosts:
+        yield hosts.pop()
 
 
 class _Progress:

@@ -570,7 +570,8 @@ def stage_progress(paths: StagePaths, tasks: int, now: float | None = None) -> S
     for path in sorted(paths.progress_dir.glob("*.json")) if paths.progress_dir.is_dir() else ():
         with contextlib.suppress(OSError, ValueError):
             reports[int(path.stem)] = json.loads(path.read_text())
-    running = {i: r for i, r in reports.items() if i not in finished}
+    # a final report is a task whose items are all handed out, finishing what is in flight
+    running = {i: r for i, r in reports.items() if i not in finished and not r["final"]}
     fresh = [r for r in running.values() if now - r["at"] <= 3 * PROGRESS_EVERY_S]
     rate = sum(r["rate"] for r in fresh)
     done = sum(r["done"] for r in reports.values())
@@ -578,7 +579,8 @@ def stage_progress(paths: StagePaths, tasks: int, now: float | None = None) -> S
     total = left = None
     if sized and len(sized) == len(reports):
         unstarted = tasks - len(finished | set(reports))
-        total = sum(r["total"] for r in sized) + round(unstarted * sum(r["total"] for r in sized) / len(sized))
+        reported = sum(r["total"] for r in sized)
+        total = reported + round(unstarted * reported / len(sized))
         left = (total - done) / rate if rate > 0 else None
     unit = next((r["unit"] for r in reports.values()), "items")
     return StageProgress(tasks=tasks, finished=len(finished), running=len(running), done=done,

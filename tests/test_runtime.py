@@ -274,3 +274,17 @@ def test_tasks_report_progress_and_the_driver_sums_it_into_a_line(tmp_path, monk
     line = runtime.stage_progress(paths, 4, now=json.loads(paths.progress(0).read_text())["at"] + 31)
     assert (line.finished, line.running, line.rate) == (1, 1, 0.0)
     assert line.left_s is None
+
+
+def test_a_task_whose_items_are_all_handed_out_is_not_counted_running(tmp_path):
+    """Extract's last pages are still in the extraction process after its reader's final report:
+    the task is finishing, not running beside the next task of its worker."""
+    import logging
+
+    paths = StagePaths(tmp_path, "extract")
+    ctx = runtime.TaskContext(index=0, tasks=2, paths=paths, logger=logging.getLogger("t"))
+    ctx.report(0, 10, "pages")
+    assert runtime.stage_progress(paths, 2).running == 1
+    ctx.report(10, 10, "pages", final=True)
+    line = runtime.stage_progress(paths, 2)
+    assert (line.running, line.done, line.total) == (0, 10, 20)

@@ -22,7 +22,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig
 from pipeline.extract.worker import IsolatedExtractor
-from pipeline.parquet_io import iter_batches, parquet_writer, reading
+from pipeline.parquet_io import iter_batches, parquet_writer, read_table, reading
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, require_complete
 
@@ -218,11 +218,16 @@ class ExtractStage(Stage):
             if row["reason"] is None:
                 yield {**row, **link}
 
+    def kept_pages(self, index: int) -> int:
+        """How many pages fetch task ``index`` kept (one column of its index read)."""
+        reasons = read_table(self.fetch.root / "index" / f"{index:05d}.parquet", columns=["reason"])
+        return reasons.num_rows - reasons.column("reason").null_count
+
     def run_task(self, ctx: TaskContext) -> None:
         reader = WarcReader(self.fetch.root / "warc")
 
         def requests() -> Iterator[tuple[dict[str, Any], bytes, str, str | None]]:
-            for page in ctx.progress(self.pages(ctx.index), None, "pages"):
+            for page in ctx.progress(self.pages(ctx.index), self.kept_pages(ctx.index), "pages"):
                 uri = page["final_url"] or page["url"]
                 try:
                     got = reader.payload(page["warc_file"], page["warc_offset"], page["warc_length"], uri)

@@ -343,11 +343,44 @@ def floor_check(size: dict[str, Any], settings: Settings, cores: int) -> dict[st
             "ratio_to_largest_host_floor": round(fetch["wall_s"] / refined, 3)}
 
 
-def checks(sizes: dict[int, dict[str, Any]], settings: Settings) -> dict[str, Any]:
+def largest_host_timeline(folder: Path, plan: Plan, partitions: int) -> dict[str, Any]:
+    """When the largest host's requests ran within its fetch task (from the fetch index and the
+    task's marker): it must start with the task and end with it. ``serial_s`` is the sum of its
+    URLs' fetch times (one request in flight per host): the host's own floor, latency included,
+    where the delay alone gives ``largest_host_floor_s``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipeline.links.rules import partition_of
+
+    host = plan.host(0)
+    part = partition_of(host.name, partitions)
+    links = pq.read_table(folder / "links" / f"part-{part:05d}.parquet", columns=["host"])
+    index = pq.read_table(folder / "fetch" / "index" / f"{part:05d}.parquet",
+                          columns=["fetched_at", "elapsed_s"])
+    index = index.filter(pc.equal(links.column("host"), host.name))
+    marker = json.loads((folder / "fetch" / "_state" / "done" / f"{part:05d}.json").read_text())
+    started = marker["started_at"]
+    first = min(index.column("fetched_at").to_pylist()) - started
+    last = max(a + e for a, e in zip(index.column("fetched_at").to_pylist(),
+                                     index.column("elapsed_s").to_pylist(), strict=True)) - started
+    return {"host": host.name, "task": part, "urls": index.num_rows, "task_s": marker["elapsed_s"],
+            "first_request_s": round(first, 2), "last_answer_s": round(last, 2),
+            "serial_s": round(sum(index.column("elapsed_s").to_pylist()), 1),
+            "busy_start_to_end": first <= 0.05 * marker["elapsed_s"] + 5
+            and last >= 0.95 * marker["elapsed_s"] - 5}
+
+
+def checks(sizes: dict[int, dict[str, Any]], settings: Settings, root: Path | None = None) -> dict[str, Any]:
     """The issue's "what must hold", over the sizes measured."""
     cores = settings.workers
     found: dict[str, Any] = {"floor": {str(n): floor_check(r, settings, cores) for n, r in sizes.items()
                                        if "fetch" in r}}
+    if root is not None:
+        found["largest_host"] = {
+            str(n): largest_host_timeline(root / str(n), Plan(settings.seed, n, settings.port),
+                                          settings.partitions)
+            for n, r in sizes.items() if "fetch" in r and (root / str(n) / "fetch" / "index").is_dir()}
     found["nothing_lost"] = {str(n): {"links": r["links"]["checks"], "fetch": r["fetch"]["checks"]}
                              for n, r in sizes.items() if "links" in r and "fetch" in r}
     found["corpus"] = {str(n): r["publish"]["checks"] for n, r in sizes.items() if "publish" in r}
@@ -411,7 +444,7 @@ def main() -> None:
         if n not in sizes and path.exists():
             sizes[n] = json.loads(path.read_text())
     result = {"settings": settings.__dict__, "sizes": {str(n): sizes[n] for n in sorted(sizes)},
-              "checks": checks(sizes, settings)}
+              "checks": checks(sizes, settings, args.workdir)}
     print(table(sizes))
     print(json.dumps(result["checks"], indent=1))
     if args.json is not None:

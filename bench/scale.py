@@ -381,6 +381,10 @@ def checks(sizes: dict[int, dict[str, Any]], settings: Settings, root: Path | No
             str(n): largest_host_timeline(root / str(n), Plan(settings.seed, n, settings.port),
                                           settings.partitions)
             for n, r in sizes.items() if "fetch" in r and (root / str(n) / "fetch" / "index").is_dir()}
+        for n, host in found["largest_host"].items():  # the floor with the host's latency in it
+            floor = found["floor"][n]
+            floor["ratio_to_largest_host_serial"] = round(
+                floor["wall_s"] / max(host["serial_s"], floor["cpu_floor_s"]), 3)
     found["nothing_lost"] = {str(n): {"links": r["links"]["checks"], "fetch": r["fetch"]["checks"]}
                              for n, r in sizes.items() if "links" in r and "fetch" in r}
     found["corpus"] = {str(n): r["publish"]["checks"] for n, r in sizes.items() if "publish" in r}
@@ -426,6 +430,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="S,4S,16S", help="which sizes to run (default S,4S,16S)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "work" / "scale")
     parser.add_argument("--json", type=Path, help="write every size's results, ratios and checks here")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: the table, checks and --json from what earlier runs measured")
     for key, value in Settings().__dict__.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
@@ -435,7 +441,7 @@ def main() -> None:
     wanted = {"S": base, "4S": 4 * base, "16S": args.links}
     runs = [wanted[name.strip()] for name in args.sizes.split(",")]
     sizes: dict[int, dict[str, Any]] = {}
-    for n in sorted(set(runs)):
+    for n in [] if args.report else sorted(set(runs)):
         started = time.monotonic()
         sizes[n] = Size(args.workdir, n, settings).run()
         log.info("%s links: done in %.0f s", f"{n:,}", time.monotonic() - started)

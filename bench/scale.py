@@ -234,7 +234,8 @@ class Size:
         steps = [(t, line) for t, line in lines if re.search(r"step \d+/\d+: loss", line)]
         if not steps:
             raise RuntimeError(f"no training step logged; see {self.folder / 'logs' / 'rehearsal_train.log'}")
-        tokens = int(stats(self.folder, "tokenize")["metrics"].get("tokens", 0))
+        metrics = stats(self.folder, "tokenize")["metrics"]
+        tokens = int(metrics.get("train_tokens", 0) + metrics.get("val_tokens", 0))
         trained = self.settings.train_steps * 1024
         return {"wall_s": usage["wall_s"], "cpu_s": usage["cpu_s"], "peak_rss_mb": usage["peak_rss_mb"],
                 "first_step_s": round(steps[0][0], 2), "items_in": trained, "items_out": trained,

@@ -55,6 +55,7 @@ import orjson
 import zstandard
 
 from bench.synth.plan import Plan
+from tests.fake_reddit import _base36  # Reddit ids, as the fake API writes them
 
 # --- the calendar --------------------------------------------------------------------------------
 
@@ -141,16 +142,6 @@ def month_weights() -> list[float]:
     total = sum(raw)
     weights = [w / total for w in raw]
     return [*weights, weights[-1]]
-
-
-def _b36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if not number:
-            return out
 
 
 def _below(rng: random.Random, n: int) -> int:
@@ -358,7 +349,7 @@ class _Writer:
                   for _ in range(self.noise[month])]
         items.sort()
         for created, is_noise, payload in items:
-            sid = _b36(self.next_id)
+            sid = _base36(self.next_id)
             self.next_id += 1
             if is_noise:
                 category = categories[min(payload, len(categories) - 1)]
@@ -419,7 +410,7 @@ class _Writer:
         host = self.hosts[_below(rng, len(self.hosts))]
         item = rng.getrandbits(40)
         if category == "self" or category == "crosspost":
-            target = sid if category == "self" else _b36(1 + _below(rng, self.next_id - 1))
+            target = sid if category == "self" else _base36(1 + _below(rng, self.next_id - 1))
             return f"{scheme}://www.reddit.com/r/{subreddit}/comments/{target}/{_slug(rng)}/"
         if category == "image_host":
             return f"{scheme}://{IMAGE_HOSTS[_below(rng, len(IMAGE_HOSTS))]}/{item:x}.jpg"

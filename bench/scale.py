@@ -67,9 +67,12 @@ class Settings:
     port: int = 18400
     partitions: int = 8  # links.partitions: the task count of fetch, extract, publish, two dedup passes
     workers: int = 2  # executor.workers
-    per_host_delay_s: float = 0.05
+    # Above a loopback request's latency under load (0.11 s at 16S with all tasks running), as a
+    # real crawl's delay (seconds) is above a real host's: the largest host is then paced by the delay,
+    # which the floor assumes, not by how fast this machine answers (0.05 s measured 1.7x the floor).
+    per_host_delay_s: float = 0.25
     concurrency: int = 32  # fetch.concurrency per task: all tasks together keep 256 requests in flight
-    timeout_s: float = 4.0  # fetch.timeout_s; the web's timeout links answer 3 s later
+    timeout_s: float = 2.0  # fetch.timeout_s; the web's timeout links answer 3 s later
     max_bytes: int = 1 << 20  # fetch.max_bytes; the web's oversized pages are 1.2 MiB
     tokenize_tasks: int = 4
     val_fraction: float = 0.05  # tokenize.val_fraction (small sizes need a larger one for any val)
@@ -158,17 +161,23 @@ class Size:
     def save(self) -> None:
         atomic_write(self.results_path, json.dumps(self.results, indent=1, sort_keys=True) + "\n")
 
-    def run(self) -> dict[str, Any]:
+    def run(self, remeasure: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Measure each stage not measured yet, and those of ``remeasure`` again. A stage measured
+        again keeps the later stages' figures only when it gave the same items out by reason (its
+        output is then the one they read, written again); otherwise they are measured again too."""
         self.folder.mkdir(parents=True, exist_ok=True)
         truth = self.dumps()
         for position, stage in enumerate(STAGES):
-            if stage not in self.results:
+            if stage in self.results and stage not in remeasure:
+                continue
+            before = self.results.get(stage)
+            self.results[stage] = self.stage(stage)
+            self.results[stage]["checks"] = self.stage_checks(stage, truth)
+            if before is None or _outcomes(before) != _outcomes(self.results[stage]):
                 for later in (*STAGES[position + 1:], "train"):  # measured on other inputs: again
                     self.results.pop(later, None)
-                self.results[stage] = self.stage(stage)
-                self.results[stage]["checks"] = self.stage_checks(stage, truth)
-                self.save()
-        if "train" not in self.results:
+            self.save()
+        if "train" not in self.results or "train" in remeasure:
             self.results["train"] = self.train()
             self.save()
         return self.results
@@ -219,9 +228,12 @@ class Size:
                   "items_in": items_in, "items_out": counts.get("kept", 0),
                   "cpu_s_per_item": usage["cpu_s"] / max(items_in, 1), "bytes_written": written,
                   "bytes_per_item": round(written / max(items_in, 1), 1), "reasons": reasons,
-                  "metrics": s.get("metrics", {})}
+                  "metrics": s.get("metrics", {}), "commit": commit()}
         if server_cpu is not None:
             result["server_cpu_s"] = round(server_cpu, 3)
+            result["settings"] = {"per_host_delay_s": self.settings.per_host_delay_s,
+                                  "timeout_s": self.settings.timeout_s,
+                                  "concurrency": self.settings.concurrency}
         return result
 
     def train(self) -> dict[str, Any]:
@@ -240,7 +252,7 @@ class Size:
         return {"wall_s": usage["wall_s"], "cpu_s": usage["cpu_s"], "peak_rss_mb": usage["peak_rss_mb"],
                 "first_step_s": round(steps[0][0], 2), "items_in": trained, "items_out": trained,
                 "cpu_s_per_item": usage["cpu_s"] / trained, "corpus_tokens": tokens,
-                "steps_s": round(steps[-1][0] - steps[0][0], 2)}
+                "steps_s": round(steps[-1][0] - steps[0][0], 2), "commit": commit()}
 
     # --- the checks of one size ---------------------------------------------------------------------
 
@@ -264,15 +276,16 @@ class Size:
 
     def largest_host_floor(self) -> dict[str, Any]:
         """The politeness floor of the largest host as its requests make it: each redirect hop and
-        its robots.txt are requests that wait the delay too, a timeout holds the host for
-        ``timeout_s`` and a slow answer for its wait."""
+        its robots.txt are requests that wait the delay too (starts are the delay apart), and a
+        timeout holds the host for ``timeout_s``, a slow answer for its wait, where longer."""
         host, start = self.plan.host(0), 0
         links = [self.plan.link(i) for i in range(start, start + host.links)]
         requests = 1 + sum(1 + link.hops for link in links if link.kind != "robots")
         timeouts = sum(link.kind == "timeout" for link in links)
         slow = sum(link.kind == "slow" for link in links)
-        floor = (requests * self.settings.per_host_delay_s + timeouts * self.settings.timeout_s
-                 + slow * web.WebSettings().slow_s)
+        delay = self.settings.per_host_delay_s
+        floor = ((requests - timeouts - slow) * delay + timeouts * max(delay, self.settings.timeout_s)
+                 + slow * max(delay, web.WebSettings().slow_s))
         return {"largest_host_requests": requests, "largest_host_timeouts": timeouts,
                 "largest_host_floor_s": round(floor, 1)}
 
@@ -315,6 +328,23 @@ def corpus_checks(folder: Path) -> dict[str, Any]:
 # --- over the sizes: ratios, checks, the table ---------------------------------------------------
 
 
+def _outcomes(figures: dict[str, Any]) -> tuple[Any, ...]:
+    """What a stage's run gave: its items out and its counts by reason."""
+    return figures.get("items_out"), sorted((figures.get("reasons") or {}).items())
+
+
+def commit() -> str | None:
+    """The commit of the code measured (this checkout's HEAD), with "+dirty" for uncommitted edits."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
 def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[str, float]]:
     """16S / S per stage: CPU per item, peak RSS, wall time, bytes per item."""
     out = {}
@@ -332,7 +362,8 @@ def floor_check(size: dict[str, Any], settings: Settings, cores: int) -> dict[st
     """Fetch's wall time against its floor: the largest host's URLs x the delay, or the URLs over
     this machine's pages/s (cores over the client's and the server's CPU per URL)."""
     fetch = size["fetch"]
-    politeness = fetch["checks"]["largest_host_urls"] * settings.per_host_delay_s
+    delay = fetch.get("settings", {}).get("per_host_delay_s", settings.per_host_delay_s)
+    politeness = fetch["checks"]["largest_host_urls"] * delay
     cpu_bound = (fetch["cpu_s"] + fetch.get("server_cpu_s", 0.0)) / cores
     floor = max(politeness, cpu_bound)
     # the same with the largest host's floor as its requests make it (hops, robots.txt, timeouts)
@@ -374,7 +405,7 @@ def largest_host_timeline(folder: Path, plan: Plan, partitions: int) -> dict[str
 
 def checks(sizes: dict[int, dict[str, Any]], settings: Settings, root: Path | None = None) -> dict[str, Any]:
     """The issue's "what must hold", over the sizes measured."""
-    cores = settings.workers
+    cores = os.cpu_count() or 1  # the machine the client and the server share
     found: dict[str, Any] = {"floor": {str(n): floor_check(r, settings, cores) for n, r in sizes.items()
                                        if "fetch" in r}}
     if root is not None:
@@ -431,6 +462,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="S,4S,16S", help="which sizes to run (default S,4S,16S)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "work" / "scale")
     parser.add_argument("--json", type=Path, help="write every size's results, ratios and checks here")
+    parser.add_argument("--remeasure", default="",
+                        help="stages to measure again where measured already (e.g. fetch,dedup,train); "
+                             "later stages are kept when the stage gives the same items by reason")
     parser.add_argument("--report", action="store_true",
                         help="run nothing: the table, checks and --json from what earlier runs measured")
     for key, value in Settings().__dict__.items():
@@ -444,7 +478,12 @@ def main() -> None:
     sizes: dict[int, dict[str, Any]] = {}
     for n in [] if args.report else sorted(set(runs)):
         started = time.monotonic()
-        sizes[n] = Size(args.workdir, n, settings).run()
+        remeasure = frozenset(s.strip() for s in args.remeasure.split(",") if s.strip())
+        unknown = remeasure - {*STAGES, "train"}
+        if unknown:
+            parser.error(f"--remeasure: no stage {', '.join(sorted(unknown))}; the stages: "
+                         f"{', '.join((*STAGES, 'train'))}")
+        sizes[n] = Size(args.workdir, n, settings).run(remeasure)
         log.info("%s links: done in %.0f s", f"{n:,}", time.monotonic() - started)
     for n in wanted.values():  # sizes measured by earlier runs
         path = args.workdir / str(n) / "rehearsal.json"

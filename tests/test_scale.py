@@ -46,6 +46,17 @@ def test_the_rehearsal_runs_the_whole_flow_at_two_sizes_and_nothing_is_lost(tmp_
     # a rerun finds every stage measured and runs nothing again
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and json.loads(out.read_text())["sizes"] == result["sizes"]
+    # --remeasure: fetch again at S; it gives the same pages, so extract's figures stand
+    sizes = command.index("S,16S") + 1
+    remeasure = [*command[:sizes - 1], "S", *command[sizes:], "--remeasure", "fetch"]
+    done = subprocess.run(remeasure, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    small = json.loads(out.read_text())["sizes"]["20"]
+    assert small["fetch"]["wall_s"] != result["sizes"]["20"]["fetch"]["wall_s"]  # measured again
+    assert small["fetch"]["items_out"] == result["sizes"]["20"]["fetch"]["items_out"]
+    assert small["fetch"]["settings"]["per_host_delay_s"] == Settings().per_host_delay_s
+    assert all(small[stage] == result["sizes"]["20"][stage] for stage in (*STAGES[2:], "train"))
+    assert all(small[stage].get("commit") for stage in (*STAGES, "train"))  # the code measured
 
 
 def test_the_checks_judge_ratios_and_the_crawl_floor():

@@ -221,7 +221,7 @@ class ExtractStage(Stage):
     def kept_pages(self, index: int) -> int:
         """How many pages fetch task ``index`` kept (one column of its index read)."""
         reasons = read_table(self.fetch.root / "index" / f"{index:05d}.parquet", columns=["reason"])
-        return reasons.num_rows - reasons.column("reason").null_count
+        return reasons.column("reason").null_count  # a kept page has no reason
 
     def run_task(self, ctx: TaskContext) -> None:
         reader = WarcReader(self.fetch.root / "warc")

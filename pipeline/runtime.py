@@ -121,10 +121,13 @@ class TaskContext:
             self.report(done, total, unit)
         self.report(done, total, unit, final=True)
 
-    def report(self, done: int, total: int | None, unit: str, final: bool = False) -> None:
+    def report(self, done: int, total: int | None, unit: str, final: bool = False,
+               at_least_s: float | None = None) -> None:
         """Say how far the task is: ``done`` of ``total`` (None: not known) ``unit``. At most every
         10 seconds (and when ``final``) it logs the count, rate and time left, and writes them to the
         task's progress file, which the driver sums into the stage's progress line (``stage_progress``).
+        ``at_least_s``: what the task knows it still needs whatever its rate (fetch: its largest
+        host's URLs to go x the per-host delay); the time left is never less.
         """
         now = time.monotonic()
         first = self._progress_start is None
@@ -136,11 +139,14 @@ class TaskContext:
         elapsed = max(now - self._progress_start, 1e-9)
         rate = done / elapsed
         left = (total - done) / rate if total is not None and rate > 0 else None
+        if at_least_s:
+            left = max(left or 0.0, at_least_s)
         of = f"/{total:,}" if total is not None else ""
         eta = f", {_duration(left)} left" if left is not None and not final else ""
         self.logger.info("%s%s %s (%.1f %s/s%s)", f"{done:,}", of, unit, rate, unit, eta)
         record = {"done": done, "total": total, "unit": unit, "rate": round(rate, 3),
-                  "elapsed_s": round(elapsed, 3), "final": final, "at": time.time()}
+                  "elapsed_s": round(elapsed, 3), "final": final, "at": time.time(),
+                  "at_least_s": round(at_least_s, 1) if at_least_s else None}
         with contextlib.suppress(OSError):  # progress is a courtesy: never fail a task over it
             atomic_write(self.paths.progress(self.index), json.dumps(record))
 
@@ -582,6 +588,10 @@ def stage_progress(paths: StagePaths, tasks: int, now: float | None = None) -> S
         reported = sum(r["total"] for r in sized)
         total = reported + round(unstarted * reported / len(sized))
         left = (total - done) / rate if rate > 0 else None
+    # a task's own floor (fetch: its largest host's URLs x the delay), counted down since its report
+    floors = [r["at_least_s"] - (now - r["at"]) for r in fresh if r.get("at_least_s")]
+    if floors and max(floors) > 0:
+        left = max(left or 0.0, max(floors))
     unit = next((r["unit"] for r in reports.values()), "items")
     return StageProgress(tasks=tasks, finished=len(finished), running=len(running), done=done,
                          total=total, unit=unit, rate=rate, left_s=left)

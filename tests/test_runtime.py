@@ -288,3 +288,25 @@ def test_a_task_whose_items_are_all_handed_out_is_not_counted_running(tmp_path):
     ctx.report(10, 10, "pages", final=True)
     line = runtime.stage_progress(paths, 2)
     assert (line.running, line.done, line.total) == (0, 10, 20)
+
+
+def test_the_time_left_is_never_under_a_tasks_own_floor(tmp_path):
+    """A fetch task that has done most of its URLs fast but still holds its largest host's: at the
+    per-host delay, those take what they take, whatever the rate over the small hosts said."""
+    import logging
+
+    from pipeline.fetch.crawler import Outcome
+    from pipeline.fetch.stage import _Progress
+
+    paths = StagePaths(tmp_path, "fetch")
+    ctx = runtime.TaskContext(index=0, tasks=1, paths=paths, logger=logging.getLogger("t"))
+    progress = _Progress(ctx, 0, 1000, largest=set(range(600)), delay_s=1.0)
+    for ord_ in range(600, 1000):  # the small hosts, at once
+        progress.update(Outcome(ord=ord_, url=f"http://s{ord_}.test/"))
+    progress.update(Outcome(ord=0, url="http://big.test/0"))
+    report = json.loads(paths.progress(0).read_text())
+    assert report["at_least_s"] == 600.0  # the first report, written at once (the next in 10 s)
+    line = runtime.stage_progress(paths, 1, now=report["at"] + 10)
+    assert 589 <= line.left_s <= 590  # counted down from the report; the rate alone said ~0 s
+    ctx.report(1000, 1000, "URLs", final=True)
+    assert not runtime.stage_progress(paths, 1).left_s  # every URL handed out: no floor left

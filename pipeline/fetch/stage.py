@@ -181,7 +181,9 @@ class FetchStage(Stage):
         ctx.logger.info("%d URLs, %d already fetched, %d to go", expected, len(done), len(todo))
         hosts = host_order(todo)  # what the task holds while it crawls: its URLs to go, by host
         del urls, todo, done
-        progress = _Progress(ctx, expected - sum(map(len, hosts)), expected)
+        largest = {ord_ for ord_, _, _ in hosts[0]} if hosts else set()  # its URLs set the floor
+        progress = _Progress(ctx, expected - sum(map(len, hosts)), expected, largest,
+                             self.conf.per_host_delay_s)
 
         def on_outcome(outcome: Outcome) -> None:
             journal.add(outcome)
@@ -298,8 +300,11 @@ async def _one_host_at_a_time(hosts: list[list[Item]]) -> AsyncIterator[list[Ite
 class _Progress:
     """A progress bar on a terminal (URLs, pages/s, MB, errors); in logs, a line every 10 seconds."""
 
-    def __init__(self, ctx: TaskContext, already: int, total: int) -> None:
+    def __init__(self, ctx: TaskContext, already: int, total: int, largest: set[int] | None = None,
+                 delay_s: float = 0.0) -> None:
         self.ctx, self.start, self.last = ctx, time.monotonic(), time.monotonic()
+        # the largest host's URLs to go: the task needs at least these x the delay, whatever its rate
+        self.largest, self.delay_s = largest if largest is not None else set(), delay_s
         self.done, self.kept, self.bytes, self.errors, self.total = already, 0, 0, 0, total
         self.bar = tqdm(total=total, initial=already, desc=f"fetch {ctx.index:05d}", unit="url",
                         disable=None, leave=False, mininterval=0.5)
@@ -311,7 +316,9 @@ class _Progress:
         else:
             self.errors += 1
         self.bar.update()
-        self.ctx.report(self.done, self.total, "URLs")
+        if outcome.ord in self.largest:
+            self.largest.discard(outcome.ord)
+        self.ctx.report(self.done, self.total, "URLs", at_least_s=len(self.largest) * self.delay_s)
         now = time.monotonic()
         if now - self.last >= 10:
             self.last = now

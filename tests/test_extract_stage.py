@@ -107,7 +107,8 @@ def test_links_fetch_extract_end_to_end(server, tmp_path):
         assert any(first in text for text in texts)
     assert not any("We use cookies" in text or "Most read this week" in text for text in texts)
     # each task's progress ends at its pages to do: the line's time left never goes negative
-    reports = [json.loads(p.read_text()) for p in (tmp_path / "w" / "docs" / "_state" / "progress").glob("*.json")]
+    progress = tmp_path / "w" / "docs" / "_state" / "progress"
+    reports = [json.loads(p.read_text()) for p in progress.glob("*.json")]
     assert reports and all(r["final"] and r["done"] == r["total"] for r in reports), reports
     assert sum(r["done"] for r in reports) == len(docs) + 3  # the kept and the three dropped
 

@@ -20,6 +20,7 @@ them. Waits for the server's side use ``server.wait_ended``, which returns at th
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import os
@@ -35,8 +36,11 @@ from typing import Any, BinaryIO
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
+import pipeline.fetch.crawler as crawler_module
 from pipeline.config import FetchConfig
 from pipeline.fetch import fetch_urls
+from pipeline.fetch.crawler import Crawler, HostGate, Outcome, host_groups
+from pipeline.fetch.warc import WarcWriter
 from tests.web_server import (
     ARTICLE_HTML,
     CP1252_HTML,
@@ -483,6 +487,62 @@ def test_one_request_at_a_time_per_host_and_hosts_in_parallel(server: WebServer,
         windows.append((pages[0].at, pages[-1].at))
     (main_first, main_last), (other_first, other_last) = windows
     assert other_first < main_last and main_first < other_last, "hosts were crawled one after the other"
+
+
+@pytest.mark.timeout(30)
+def test_a_crawler_forgets_the_hosts_it_is_done_with(server: WebServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a crawler keeps per host (its politeness slot, its robots.txt rules) does not grow with
+    the hosts crawled: a task at WebText's size crawls hundreds of thousands of them."""
+    monkeypatch.setattr(crawler_module, "ROBOTS_KEPT", 3)
+    names = [f"h{i}.test" for i in range(8)]
+    urls = [f"http://{name}:{server.port}/page/{j}" for name in names for j in range(2)]
+    delay = 0.05
+    cfg = FetchConfig(**{**FAST, "per_host_delay_s": delay, "concurrency": 2,
+                         "hosts": hosts_option({"*.test": MAIN})})
+    warc = WarcWriter(tmp_path, "forget", cfg.warc_max_bytes, cfg.warc_writers)
+    outcomes: list[Outcome] = []
+    held: dict[str, int] = {}
+
+    async def run() -> None:
+        async with Crawler(cfg, warc, outcomes.append) as crawler:
+            await crawler.crawl(host_groups(enumerate(urls), None))
+            held["robots"], held["pending"] = len(crawler.robots), len(crawler.robots_pending)
+            held["slots_at_end"] = len(crawler.gate.hosts)
+            await asyncio.sleep(delay + 0.1)
+            held["slots_after_delay"] = len(crawler.gate.hosts)
+
+    try:
+        asyncio.run(run())
+    finally:
+        warc.close()
+    assert sorted(o.ord for o in outcomes if o.reason is None) == list(range(len(urls)))
+    assert held["robots"] == 3 and held["pending"] == 0
+    assert held["slots_at_end"] <= 2 and held["slots_after_delay"] == 0
+    # each host's URLs come one after another: its rules were never dropped while it was crawled
+    assert len(server.requests("/robots.txt", MAIN)) == len(names)
+
+
+def test_the_gate_keeps_a_host_until_its_delay_has_passed() -> None:
+    """A host's slot goes only once nobody waits for it and its delay is over: a request to it
+    right after the last one still waits the delay; one after that does not wait at all."""
+    delay = 0.2
+
+    async def run() -> list[float]:
+        gate = HostGate(delay)
+        starts = []
+        for pause in (0.0, 0.0, delay + 0.1):
+            await asyncio.sleep(pause)
+            if pause:
+                assert not gate.hosts, "kept after its delay passed"
+            async with gate.slot("a.test"):
+                starts.append(time.monotonic())
+            assert set(gate.hosts) == {"a.test"}, "forgotten before its delay passed"
+        return starts
+
+    first, second, third = asyncio.run(run())
+    assert second - first >= delay - 0.01, "a host forgotten too early would be requested at once"
+    assert third - second < 2 * delay + 0.1, "after the pause, the request did not wait again"
 
 
 # --- the address guard (allow_private=False) -------------------------------------------------------

@@ -15,7 +15,7 @@ import fnmatch
 import logging
 import time
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,6 +31,7 @@ from pipeline.fetch.warc import HttpExchange, WarcWriter
 
 log = logging.getLogger("webtext.fetch")
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: parse at least 500 KiB
+ROBOTS_KEPT = 4096  # origins whose robots.txt rules a crawler keeps, the most recently used
 SNIFF_BYTES = 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 # A host whose robots.txt fails so cannot be reached at all: its pages get the reason (a dead link
@@ -102,22 +103,46 @@ class Response:
 
 
 class HostGate:
-    """One request in flight per host, and ``delay_s`` between request starts to a host."""
+    """One request in flight per host, and ``delay_s`` between request starts to a host.
+
+    A host is forgotten once nobody holds or waits for its slot and its delay has passed (it would
+    then wait for nothing): the gate holds the hosts of the last ``delay_s``, not every host the
+    task has crawled, which at WebText's size is hundreds of thousands a task.
+    """
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
-        self.locks: dict[str, asyncio.Lock] = {}
-        self.next_start: dict[str, float] = {}
+        self.hosts: dict[str, _HostSlot] = {}
 
     @asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
-        lock = self.locks.setdefault(host, asyncio.Lock())
-        async with lock:
-            wait = self.next_start.get(host, 0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self.next_start[host] = time.monotonic() + self.delay_s
-            yield
+        state = self.hosts.get(host)
+        if state is None:
+            state = self.hosts[host] = _HostSlot()
+        state.users += 1
+        try:
+            async with state.lock:
+                wait = state.next_start - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                state.next_start = time.monotonic() + self.delay_s
+                yield
+        finally:
+            state.users -= 1
+            if not state.users:
+                asyncio.get_running_loop().call_later(max(0.0, state.next_start - time.monotonic()),
+                                                      self._forget, host, state)
+
+    def _forget(self, host: str, state: _HostSlot) -> None:
+        if self.hosts.get(host) is state and not state.users and state.next_start <= time.monotonic():
+            del self.hosts[host]
+
+
+class _HostSlot:
+    __slots__ = ("lock", "next_start", "users")
+
+    def __init__(self) -> None:
+        self.lock, self.next_start, self.users = asyncio.Lock(), 0.0, 0
 
 
 def http_date(value: str | None) -> float | None:
@@ -175,7 +200,10 @@ class Crawler:
         self.archives: list[Archive] = archives(self) if archives else []
         self.policy = AddressPolicy.from_config(cfg.allow_private, cfg.allowed_networks, cfg.host_overrides())
         self.gate = HostGate(cfg.per_host_delay_s)
-        self.robots: dict[str, RobotFileParser | str] = {}
+        # robots.txt rules of the origins used last (a host's URLs are fetched one after another,
+        # so an origin is looked up again only by a redirect into it): memory does not grow with
+        # the hosts a task has crawled
+        self.robots: OrderedDict[str, RobotFileParser | str] = OrderedDict()
         self.robots_pending: dict[str, asyncio.Future[RobotFileParser | str]] = {}
         self.session: aiohttp.ClientSession | None = None
 
@@ -470,11 +498,17 @@ class Crawler:
     async def _robots_allow(self, url: str, parts: Any) -> bool:
         origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1].lower()}"
         rules = self.robots.get(origin)
-        if rules is None:
+        if rules is not None:
+            self.robots.move_to_end(origin)
+        else:
             pending = self.robots_pending.get(origin)
             if pending is None:  # the first URL of this origin fetches its robots.txt; others wait
                 pending = self.robots_pending[origin] = asyncio.ensure_future(self._load_robots(origin))
             rules = self.robots[origin] = await asyncio.shield(pending)
+            if self.robots_pending.get(origin) is pending:
+                del self.robots_pending[origin]
+            while len(self.robots) > ROBOTS_KEPT:
+                self.robots.popitem(last=False)
         if rules == "unavailable":
             raise Refused("robots_unavailable", origin)
         if isinstance(rules, str) and rules in UNREACHABLE:

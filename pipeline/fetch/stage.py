@@ -181,6 +181,7 @@ class FetchStage(Stage):
         ctx.logger.info("%d URLs, %d already fetched, %d to go", expected, len(done), len(todo))
         hosts = host_order(todo)  # what the task holds while it crawls: its URLs to go, by host
         del urls, todo, done
+        pa.default_memory_pool().release_unused()  # the links part's decoded columns, kept by the allocator
         largest = {ord_ for ord_, _, _ in hosts[0]} if hosts else set()  # its URLs set the floor
         progress = _Progress(ctx, expected - sum(map(len, hosts)), expected, largest,
                              self.conf.per_host_delay_s)

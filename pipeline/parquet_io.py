@@ -69,6 +69,13 @@ def read_table(path: Path, filters: Any = None, **options: Any) -> pa.Table:
     return table if columns is None else table.select(columns)
 
 
+def release_unused_memory() -> None:
+    """Give back what Arrow's allocator keeps after a row group is freed. Its default (mimalloc)
+    holds on to it: a process reading and writing 5 MB row groups of documents one after another
+    grew to 210 MB resident with 18 MB of Arrow data alive (a dedup filter task at 16S)."""
+    pa.default_memory_pool().release_unused()
+
+
 def read_metadata(path: Path) -> pq.FileMetaData:
     with reading(path):
         return pq.read_metadata(path)

@@ -38,7 +38,15 @@ import pyarrow as pa
 from model.base.schema import to_dict
 from pipeline.config import DedupConfig
 from pipeline.dedup.minhash import MinHasher, band_hashes, lsh_params, normalize, shingle_hashes
-from pipeline.parquet_io import iter_batches, open_file, parquet_writer, read_table, reading, write_table
+from pipeline.parquet_io import (
+    iter_batches,
+    open_file,
+    parquet_writer,
+    read_table,
+    reading,
+    release_unused_memory,
+    write_table,
+)
 from pipeline.paths import StagePaths
 from pipeline.runtime import Stage, StageError, TaskContext, read_json, require_complete
 
@@ -544,6 +552,8 @@ class DedupFilterStage(_DedupPass):
                 row += table.num_rows
                 ctx.count("kept", int(keep.sum()))
                 writer.write_table(table.filter(pa.array(keep)))
+                del table, batch
+                release_unused_memory()  # one row group at a time, in a worker that runs every pass
         by_shard: dict[int, list[dict[str, Any]]] = {}
         for entry in removed:
             by_shard.setdefault(entry["duplicate_of"] >> 32, []).append(entry)

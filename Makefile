@@ -21,10 +21,10 @@ TORCH_Q = $(subst ','\'',$(strip $(TORCH)))
 
 setup: $(VENV)/.installed
 
-# The project with its dev extra, after torch: the constraint file keeps the build chosen. A new TORCH
+# The project with its dev and eval extras, after torch: the constraint file keeps the build chosen. A new TORCH
 # later replaces torch alone.
 $(VENV)/.installed: pyproject.toml | $(VENV)/.torch-pin
-	$(PY) -m pip install --quiet -e '.[dev]' --constraint $(VENV)/.torch-pin
+	$(PY) -m pip install --quiet -e '.[dev,eval]' --constraint $(VENV)/.torch-pin
 	touch $@
 
 # torch alone, as TORCH says. A different TORCH than the venv's last one uninstalls torch first:

@@ -38,6 +38,7 @@ from pipeline.sample import domains
 from pipeline.train_after import train_overrides
 from tests.conftest import REPO
 from train import config as train_config
+from train.eval import EvalConfig
 from train.sample import SampleConfig
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -46,7 +47,8 @@ CONF = REPO / "conf"
 # hosts file, as ``python -m pipeline.sample`` writes it (pipeline/sample/__main__.py).
 SUBSTITUTIONS = {"cat work/sample/hosts.txt": "[" + ",".join(f"'{d}=127.0.0.1'" for d in domains()) + "]"}
 HYDRA_APPS = {"pipeline": "pipeline", "train": "train"}  # module -> config name in conf/
-FLAT_APPS = {"train.sample": SampleConfig, "model.export": ExportConfig}  # key=value, no Hydra
+# key=value, no Hydra
+FLAT_APPS = {"train.sample": SampleConfig, "model.export": ExportConfig, "train.eval": EvalConfig}
 # Hydra's own flags: those that take a value, and those that make the program print and exit
 # (composition must still work, but required values may stay missing).
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn"}

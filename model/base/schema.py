@@ -166,6 +166,15 @@ def _cli_value(raw: str, annotation: Any, key: str) -> Any:
     """``raw`` as the field's type. Text fields take the text exactly as given."""
     if _accepts(annotation, type(None)) and raw.strip().lower() in ("null", "none"):
         return None
+    if typing.get_origin(annotation) is list:  # [a,b] (YAML's flow list), or one bare item
+        try:
+            items = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            items = None
+        items = items if isinstance(items, list) else [raw]
+        if all(isinstance(i, (str, int, float)) and not isinstance(i, bool) for i in items):
+            return [str(i) for i in items]
+        raise ConfigError(key, f"expected a list like [a,b], got {raw!r}")
     if _accepts(annotation, str):
         return raw
     try:

@@ -1,0 +1,136 @@
+"""``python -m train.eval``: zero-shot (or few-shot) tasks of lm-evaluation-harness on any checkpoint.
+
+    python -m train.eval checkpoint=out/run tasks=[lambada_openai,hellaswag,wikitext]
+    python -m train.eval checkpoint=hf:gpt2-hf tasks=[lambada_openai] limit=200 batch_size=32
+    python -m train.eval checkpoint=out/run tasks=[my_task] include_path=my_tasks/
+    python -m train.eval --help
+
+``checkpoint`` is what ``train.sample`` takes: a run folder (its newest complete checkpoint), one
+checkpoint or model folder, or ``hf:DIR``. The harness (``lm-eval``, the ``dev`` extra) runs the
+tasks on our model (``train/harness.py``, registered as ``webtext``); the harness's own table is
+printed, and the results go to a JSON file: ``output``, or ``eval/<checkpoint>.json`` in the run
+folder (the model folder for one outside a run), where each task's figures replace that task's
+earlier ones and the other tasks' stay. The datasets come from ``datasets``' cache: set
+``HF_DATASETS_OFFLINE=1`` on machines without internet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from model.base.files import atomic_write
+from model.base.schema import ConfigError, cli_config, param
+
+log = logging.getLogger("webtext.eval")
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = param(MISSING, "run folder, checkpoint or model folder, or hf:DIR")
+    tasks: list[str] = param(doc="lm-evaluation-harness tasks or groups",
+                             factory=lambda: ["lambada_openai", "hellaswag"])
+    limit: float | None = param(None, "examples per task: a count, or a fraction when below 1; "
+                                      "null: all (figures on a limit are not comparable)", gt=0)
+    num_fewshot: int | None = param(None, "examples in the prompt; null: each task's own (zero-shot "
+                                          "for the GPT-2 tasks)", ge=0)
+    batch_size: int = param(16, "sequences per forward pass", ge=1)
+    device: str = param("auto", "cuda, cpu, or auto (cuda when available)")
+    dtype: str = param("auto", "auto is bfloat16 autocast on GPU, float32 on CPU",
+                       choices=("auto", "float32", "bfloat16", "float16"))
+    include_path: str | None = param(None, "a folder of more task YAML files")
+    output: str | None = param(None, "the JSON file; null: eval/<checkpoint>.json in the run folder")
+    seed: int = param(1234, "seed of the harness's sampling (few-shot examples, bootstrap)")
+
+
+def default_output(spec: str) -> Path:
+    """``eval/<name>.json`` beside the model: in the run folder for a run or one of its checkpoints
+    (named after the checkpoint), else in the model folder itself."""
+    from model.base.folders import RunFolder
+    from model.weights import resolve
+
+    kind, folder = resolve(spec)
+    if kind == "ours" and folder.parent.name == "checkpoints" and RunFolder.is_run(folder.parent.parent):
+        return folder.parent.parent / "eval" / f"{folder.name}.json"
+    return folder / "eval" / f"{folder.name}.json"
+
+
+def merged(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` over what ``path`` holds, task by task."""
+    old: dict[str, Any] = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            log.warning("%s is not JSON; replaced", path)
+    per_task = ("results", "configs", "n-samples", "versions")
+    out = {**old, **{k: v for k, v in new.items() if k not in per_task}}
+    for key in per_task:
+        out[key] = {**old.get(key, {}), **new.get(key, {})}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    cfg = cli_config(argv, EvalConfig, "python -m train.eval")
+    try:
+        import lm_eval
+    except ImportError:
+        print("python -m train.eval needs lm-evaluation-harness: pip install -e '.[eval]' "
+              "(make setup installs it)", file=sys.stderr)
+        return 2
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import make_table
+
+    import train.harness  # noqa: F401  (registers "webtext")
+    from train.distributed import pick_device
+
+    try:
+        device = pick_device(cfg.device)
+        output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"checkpoint error: {err}", file=sys.stderr)
+        return 2
+    manager = TaskManager(include_path=cfg.include_path)
+    unknown = [t for t in cfg.tasks if not manager.match_tasks([t])]
+    if unknown:
+        print(f"config error: tasks: unknown to lm-evaluation-harness: {', '.join(unknown)} "
+              "(python -m lm_eval ls tasks lists them; include_path= adds a folder of YAML files)",
+              file=sys.stderr)
+        return 2
+    limit = None if cfg.limit is None else (int(cfg.limit) if cfg.limit >= 1 else cfg.limit)
+    started = time.time()
+    results = lm_eval.simple_evaluate(
+        model="webtext",
+        model_args={"checkpoint": cfg.checkpoint, "batch_size": cfg.batch_size, "device": str(device),
+                    "dtype": cfg.dtype},
+        tasks=list(cfg.tasks), num_fewshot=cfg.num_fewshot, limit=limit, task_manager=manager,
+        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+        fewshot_random_seed=cfg.seed,
+    )
+    if results is None:  # not rank 0 of a distributed harness run
+        return 0
+    print(make_table(results))
+    if "groups" in results:
+        print(make_table(results, "groups"))
+    record = {k: results[k] for k in ("results", "configs", "versions", "n-samples") if k in results}
+    record.update(checkpoint=cfg.checkpoint, limit=limit, num_fewshot=cfg.num_fewshot,
+                  seconds=round(time.time() - started, 1), lm_eval_version=lm_eval.__version__)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, json.dumps(merged(output, record), indent=1, default=str) + "\n")
+    print(f"results: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))

@@ -29,7 +29,7 @@ import time
 
 from bench.measure import Measure, Result, compare, figure
 
-NAMES = ("links", "fetch", "archive", "extract", "dedup", "tokenize", "train", "optim", "sample")
+NAMES = ("links", "fetch", "archive", "extract", "dedup", "tokenize", "train", "optim", "sample", "harness")
 log = logging.getLogger("webtext.bench")
 
 

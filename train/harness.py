@@ -114,16 +114,16 @@ class WebtextLM(TemplateLM):
         return torch.autocast(self.device_.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def _log_probs(self, rows: list[list[int]]) -> torch.Tensor:
-        """Log-probabilities (B, T, V) in float32 of the next token at each position of ``rows``,
-        padded on the right to the longest."""
+    def _logits(self, rows: list[list[int]]) -> torch.Tensor:
+        """Logits (B, T, V) of the next token at each position of ``rows``, padded on the right to
+        the longest (log-softmax is taken later, on the positions scored only)."""
         width = max(map(len, rows))
         batch = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
         for i, row in enumerate(rows):
             batch[i, :len(row)] = torch.tensor(row, dtype=torch.long)
         with self._autocast():
             logits, _ = self.model(batch.to(self.device_))
-        return F.log_softmax(logits.float(), dim=-1)
+        return logits
 
     def _loglikelihood_tokens(self, requests: list[TokenRequest], disable_tqdm: bool = False,
                               override_bs: int | None = None, **_: Any) -> list[tuple[float, bool]]:
@@ -139,11 +139,12 @@ class WebtextLM(TemplateLM):
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
             rows = [(requests[i][1] + requests[i][2])[-(self.max_length + 1):][:-1] for i in chunk]
-            log_probs = self._log_probs(rows)
+            logits = self._logits(rows)
             for b, i in enumerate(chunk):
                 continuation = requests[i][2]
                 n, end = len(continuation), len(rows[b])
-                scores = log_probs[b, end - n:end]  # (n, V): the positions that predict the continuation
+                # (n, V): the positions that predict the continuation, in float32
+                scores = F.log_softmax(logits[b, end - n:end].float(), dim=-1)
                 wanted = torch.tensor(continuation, dtype=torch.long, device=scores.device)
                 greedy = bool((scores.argmax(dim=-1) == wanted).all())
                 total = float(scores.gather(-1, wanted[:, None]).sum())

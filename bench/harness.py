@@ -38,6 +38,7 @@ from bench.synth.text import document
 from model import weights
 from model.gpt2 import GPT
 from model.hf import export
+from tests.test_harness import CHOICE, LAMBADA, write_task
 from tests.test_model_config import model_config
 
 TASKS = ("b_lambada", "b_choice", "b_rolling")
@@ -56,20 +57,9 @@ def write_tasks(folder: Path, docs: int, seed: int = 3) -> None:
     for name, data in rows.items():
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
 
-    def task(name: str, data: str, **spec: Any) -> None:
-        doc = {"task": name, "dataset_path": "json", "test_split": "test",
-               "dataset_kwargs": {"data_files": {"test": str(folder / f"{data}.jsonl")}}, **spec}
-        (folder / f"{name}.yaml").write_text(json.dumps(doc, indent=1))
-
-    task("b_lambada", "lambada", output_type="loglikelihood",
-         doc_to_text="{{text.split(' ')[:-1]|join(' ')}}", doc_to_target="{{' '+text.split(' ')[-1]}}",
-         metric_list=[{"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
-                      {"metric": "acc", "aggregation": "mean", "higher_is_better": True}])
-    task("b_choice", "choice", output_type="multiple_choice", doc_to_text="{{query}}",
-         doc_to_target="{{gold}}", doc_to_choice="{{choices}}",
-         metric_list=[{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                      {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}])
-    task("b_rolling", "rolling", output_type="loglikelihood_rolling", doc_to_text="",
+    write_task(folder, "b_lambada", "lambada", **LAMBADA)
+    write_task(folder, "b_choice", "choice", **CHOICE)
+    write_task(folder, "b_rolling", "rolling", output_type="loglikelihood_rolling", doc_to_text="",
          doc_to_target="{{page}}",
          metric_list=[{"metric": "word_perplexity", "aggregation": "weighted_perplexity",
                        "higher_is_better": False}])

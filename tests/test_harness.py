@@ -56,6 +56,25 @@ QUESTIONS = [
 ]
 
 
+# The harness's own task formats (YAML; JSON is YAML) over local JSON lines: LAMBADA's last word,
+# HellaSwag-style choices (``bench/harness.py`` uses them too).
+LAMBADA: dict[str, Any] = {
+    "output_type": "loglikelihood", "doc_to_text": "{{text.split(' ')[:-1]|join(' ')}}",
+    "doc_to_target": "{{' '+text.split(' ')[-1]}}",
+    "metric_list": [{"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
+                    {"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+CHOICE: dict[str, Any] = {
+    "output_type": "multiple_choice", "doc_to_text": "{{query}}", "doc_to_target": "{{gold}}",
+    "doc_to_choice": "{{choices}}", "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}
+
+
+def write_task(folder: Path, name: str, data: str, **spec: Any) -> None:
+    """Task ``name`` in ``folder``, its test split the JSON lines ``folder/<data>.jsonl``."""
+    doc = {"task": name, "dataset_path": "json", "test_split": "test",
+           "dataset_kwargs": {"data_files": {"test": str(folder / f"{data}.jsonl")}}, **spec}
+    (folder / f"{name}.yaml").write_text(json.dumps(doc, indent=1))
+
+
 def task_files(folder: Path) -> list[str]:
     """The four tasks as YAML files and JSON lines in ``folder``; their names."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,24 +88,13 @@ def task_files(folder: Path) -> list[str]:
     for name, rows in data.items():
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    def task(name: str, data_name: str, **spec: Any) -> None:
-        doc = {"task": name, "dataset_path": "json",
-               "dataset_kwargs": {"data_files": {"test": str(folder / f"{data_name}.jsonl")}},
-               "test_split": "test", **spec}
-        (folder / f"{name}.yaml").write_text(json.dumps(doc, indent=1))  # JSON is YAML
-
-    task("t_lambada", "lambada", output_type="loglikelihood",
-         doc_to_text="{{text.split(' ')[:-1]|join(' ')}}", doc_to_target="{{' '+text.split(' ')[-1]}}",
-         metric_list=[{"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
-                      {"metric": "acc", "aggregation": "mean", "higher_is_better": True}])
-    task("t_choice", "choice", output_type="multiple_choice", doc_to_text="{{query}}",
-         doc_to_target="{{gold}}", doc_to_choice="{{choices}}",
-         metric_list=[{"metric": "acc"}, {"metric": "acc_norm"}])
-    task("t_wikitext", "wikitext", output_type="loglikelihood_rolling", doc_to_text="",
+    write_task(folder, "t_lambada", "lambada", **LAMBADA)
+    write_task(folder, "t_choice", "choice", **CHOICE)
+    write_task(folder, "t_wikitext", "wikitext", output_type="loglikelihood_rolling", doc_to_text="",
          doc_to_target="{{page}}",
          metric_list=[{"metric": "word_perplexity"}, {"metric": "byte_perplexity"},
                       {"metric": "bits_per_byte"}])
-    task("t_generate", "qa", output_type="generate_until", doc_to_text="Q: {{question}}\nA:",
+    write_task(folder, "t_generate", "qa", output_type="generate_until", doc_to_text="Q: {{question}}\nA:",
          doc_to_target="{{answer}}",
          generation_kwargs={"until": ["\n", "."], "max_gen_toks": 12, "do_sample": False},
          metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}])

@@ -45,11 +45,12 @@ from model.base.tokenizer import EOT_ID, EOT_TOKEN, gpt2_encoding
 from model.gpt2 import GPT
 from model.hf import load_any
 from train.distributed import pick_device
+from train.loop import autocast_dtype
 
 log = logging.getLogger("webtext.harness")
 
 PAD_ID = 0  # right padding: positions after a row's own tokens, which the causal model never reads
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # (the request as the harness gave it, context tokens, continuation tokens)
 TokenRequest = tuple[Any, list[int], list[int]]
@@ -71,11 +72,9 @@ class WebtextLM(TemplateLM):
         self.device_ = pick_device(device)
         self.model: GPT = load_any(checkpoint, device=self.device_)
         self.model.eval()
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device_.type == "cuda" else "float32"
         if dtype not in DTYPES:
-            raise ValueError(f"webtext: dtype={dtype!r}; one of auto, {', '.join(DTYPES)}")
-        self.dtype = DTYPES[dtype]
+            raise ValueError(f"webtext: dtype={dtype!r}; one of {', '.join(DTYPES)}")
+        self.autocast_dtype = autocast_dtype(dtype, self.device_)  # the trainer's rule: None is float32
         self.batch_size_ = int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
         self.encoding = gpt2_encoding()
@@ -109,9 +108,9 @@ class WebtextLM(TemplateLM):
     # --- scoring ------------------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == torch.float32:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device_.type, dtype=self.dtype)
+        return torch.autocast(self.device_.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
     def _logits(self, rows: list[list[int]]) -> torch.Tensor:

@@ -3,6 +3,7 @@
     python -m train.eval checkpoint=out/run tasks=[lambada_openai,hellaswag,wikitext]
     python -m train.eval checkpoint=hf:gpt2-hf tasks=[lambada_openai] limit=200 batch_size=32
     python -m train.eval checkpoint=out/run tasks=[my_task] include_path=my_tasks/
+    python -m train.eval checkpoint=out/run preset=gpt2_paper data=data/eval
     python -m train.eval --help
 
 ``checkpoint`` is what ``train.sample`` takes: a run folder (its newest complete checkpoint), one
@@ -12,12 +13,19 @@ printed, and the results go to a JSON file: ``output``, or ``eval/<checkpoint>.j
 folder (the model folder for one outside a run), where each task's figures replace that task's
 earlier ones and the other tasks' stay. The datasets come from ``datasets``' cache: set
 ``HF_DATASETS_OFFLINE=1`` on machines without internet.
+
+``preset=gpt2_paper`` runs the GPT-2 paper's zero-shot table (``train/paper.py``; its task files
+are ``train/paper_tasks/``, always on the include path) and prints it beside the paper's figures
+for the model's size. ``data`` is the folder ``python -m train.eval_data`` fills: the paper's
+datasets in their original formats, and, in ``data/hf``, the ``datasets`` cache of the harness's
+own tasks (used when that folder exists and ``HF_HOME`` is not set).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +36,8 @@ from omegaconf import MISSING
 
 from model.base.files import atomic_write
 from model.base.schema import ConfigError, cli_config, param
+from train import paper
+from train.paper import DEFAULT_DATA, PRESETS
 
 log = logging.getLogger("webtext.eval")
 
@@ -37,6 +47,9 @@ class EvalConfig:
     checkpoint: str = param(MISSING, "run folder, checkpoint or model folder, or hf:DIR")
     tasks: list[str] = param(doc="lm-evaluation-harness tasks or groups",
                              factory=lambda: ["lambada_openai", "hellaswag"])
+    preset: str | None = param(None, "a named task list instead of tasks: gpt2_paper (the GPT-2 "
+                                     "paper's Table 3)", choices=(None, *PRESETS))
+    data: str = param(DEFAULT_DATA, "the evaluation data folder python -m train.eval_data fills")
     limit: float | None = param(None, "examples per task: a count, or a fraction when below 1; "
                                       "null: all (figures on a limit are not comparable)", gt=0)
     num_fewshot: int | None = param(None, "examples in the prompt; null: each task's own (zero-shot "
@@ -77,8 +90,25 @@ def merged(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def use_data_folder(folder: Path) -> None:
+    """Point the paper's tasks at ``folder``, and ``datasets`` at its cache (``folder/hf``, which
+    ``train.eval_data`` fills) unless ``HF_HOME`` says otherwise. Before ``datasets`` is imported."""
+    os.environ[paper.DATA_ENV] = str(folder.resolve())
+    if (folder / "hf").is_dir() and "HF_HOME" not in os.environ:
+        os.environ["HF_HOME"] = str((folder / "hf").resolve())
+        log.info("datasets cache: %s", os.environ["HF_HOME"])
+
+
+class _QuietCustomDataset(logging.Filter):
+    """The harness warns at every task that loads its own dataset; ours all do, on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed" not in record.getMessage()
+
+
 def main(argv: list[str]) -> int:
     cfg = cli_config(argv, EvalConfig, "python -m train.eval")
+    use_data_folder(Path(cfg.data))
     try:
         import lm_eval
     except ImportError:
@@ -88,9 +118,11 @@ def main(argv: list[str]) -> int:
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import make_table
 
-    import train.harness  # noqa: F401  (registers "webtext")
     from train.distributed import pick_device
+    from train.harness import WebtextLM
 
+    logging.getLogger("lm_eval.api.task").addFilter(_QuietCustomDataset())
+    tasks = PRESETS[cfg.preset] if cfg.preset else list(cfg.tasks)
     try:
         device = pick_device(cfg.device)
         output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint)
@@ -100,33 +132,45 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as err:
         print(f"checkpoint error: {err}", file=sys.stderr)
         return 2
-    manager = TaskManager(include_path=cfg.include_path)
-    unknown = [t for t in cfg.tasks if not manager.match_tasks([t])]
+    include = [str(paper.TASK_DIR)] + ([cfg.include_path] if cfg.include_path else [])
+    manager = TaskManager(include_path=include)
+    unknown = [t for t in tasks if not manager.match_tasks([t])]
     if unknown:
         print(f"config error: tasks: unknown to lm-evaluation-harness: {', '.join(unknown)} "
               "(python -m lm_eval ls tasks lists them; include_path= adds a folder of YAML files)",
               file=sys.stderr)
         return 2
     limit = None if cfg.limit is None else (int(cfg.limit) if cfg.limit >= 1 else cfg.limit)
+    lm = WebtextLM(checkpoint=cfg.checkpoint, batch_size=cfg.batch_size, device=str(device),
+                   dtype=cfg.dtype)
     started = time.time()
-    results = lm_eval.simple_evaluate(
-        model="webtext",
-        model_args={"checkpoint": cfg.checkpoint, "batch_size": cfg.batch_size, "device": str(device),
-                    "dtype": cfg.dtype},
-        tasks=list(cfg.tasks), num_fewshot=cfg.num_fewshot, limit=limit, task_manager=manager,
-        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed,
-    )
+    try:
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, num_fewshot=cfg.num_fewshot, limit=limit, task_manager=manager,
+            random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed,
+        )
+    except FileNotFoundError as err:  # a paper task's data file
+        print(f"data error: {err}", file=sys.stderr)
+        return 2
     if results is None:  # not rank 0 of a distributed harness run
         return 0
     print(make_table(results))
     if "groups" in results:
         print(make_table(results, "groups"))
+    size = paper.size_of(lm.model.config.n_layer, lm.model.config.n_embd)
+    comparison = paper.table(results["results"], size)
+    if comparison:
+        print(comparison)
     record = {k: results[k] for k in ("results", "configs", "versions", "n-samples") if k in results}
     record.update(checkpoint=cfg.checkpoint, limit=limit, num_fewshot=cfg.num_fewshot,
                   seconds=round(time.time() - started, 1), lm_eval_version=lm_eval.__version__)
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, json.dumps(merged(output, record), indent=1, default=str) + "\n")
+    merged_record = merged(output, record)
+    rows = paper.records(merged_record["results"], size)  # every paper task the file holds
+    if rows:
+        merged_record["gpt2_paper"] = rows
+    atomic_write(output, json.dumps(merged_record, indent=1, default=str) + "\n")
     print(f"results: {output}")
     return 0
 

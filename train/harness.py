@@ -63,22 +63,29 @@ class WebtextLM(TemplateLM):
     ``dtype``: ``auto`` (bfloat16 autocast on a GPU, float32 on the CPU), ``float32``,
     ``bfloat16`` or ``float16``; ``max_gen_toks``: the generation length when a task sets none."""
 
-    def __init__(self, checkpoint: str, batch_size: int | str = 16, device: str = "auto",
-                 dtype: str = "auto", max_gen_toks: int = 256, **_: Any) -> None:
+    def __init__(self, checkpoint: str | None = None, batch_size: int | str = 16, device: str = "auto",
+                 dtype: str = "auto", max_gen_toks: int = 256, model: GPT | None = None,
+                 **_: Any) -> None:
         super().__init__()
         if batch_size == "auto" or str(batch_size).startswith("auto"):
             raise ValueError("webtext: batch_size=auto is not supported; give a number (16 fits "
                              "GPT-2 1.5B's 1,024 positions on a 24 GB GPU)")
-        self.device_ = pick_device(device)
-        self.model: GPT = load_any(checkpoint, device=self.device_)
-        self.model.eval()
+        if (checkpoint is None) == (model is None):
+            raise ValueError("webtext: give checkpoint=PATH (or a model object, from Python)")
+        if model is not None:  # a model in memory (the trainer's): scored where it lives
+            self.device_ = next(model.parameters()).device
+            self.model: GPT = model
+        else:
+            self.device_ = pick_device(device)
+            self.model = load_any(checkpoint, device=self.device_)
+            self.model.eval()
         if dtype not in DTYPES:
             raise ValueError(f"webtext: dtype={dtype!r}; one of {', '.join(DTYPES)}")
         self.autocast_dtype = autocast_dtype(dtype, self.device_)  # the trainer's rule: None is float32
         self.batch_size_ = int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
         self.encoding = gpt2_encoding()
-        self.checkpoint = checkpoint
+        self.checkpoint = checkpoint or "(in memory)"
 
     # --- what the harness asks of a model -----------------------------------------------------------
 

@@ -196,7 +196,10 @@ def cli_help(schema: type, prog: str) -> str:
     """The fields of a flat schema with their defaults and docs, for ``--help``."""
     lines = [f"usage: {prog} key=value ...", ""]
     for f in dataclasses.fields(schema):
-        default = "(required)" if f.default in (dataclasses.MISSING, "???") else repr(f.default)
+        if f.default_factory is not dataclasses.MISSING:
+            default = "[" + ",".join(map(str, f.default_factory())) + "]"
+        else:
+            default = "(required)" if f.default in (dataclasses.MISSING, "???") else repr(f.default)
         lines.append(f"  {f.name:<16} {default:<14} {f.metadata.get('doc', '')}")
     return "\n".join(lines)
 

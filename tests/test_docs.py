@@ -38,7 +38,9 @@ from pipeline.sample import domains
 from pipeline.train_after import train_overrides
 from tests.conftest import REPO
 from train import config as train_config
+from train.core import CoreConfig
 from train.eval import EvalConfig
+from train.eval_data import EvalDataConfig
 from train.sample import SampleConfig
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -48,7 +50,9 @@ CONF = REPO / "conf"
 SUBSTITUTIONS = {"cat work/sample/hosts.txt": "[" + ",".join(f"'{d}=127.0.0.1'" for d in domains()) + "]"}
 HYDRA_APPS = {"pipeline": "pipeline", "train": "train"}  # module -> config name in conf/
 # key=value, no Hydra
-FLAT_APPS = {"train.sample": SampleConfig, "model.export": ExportConfig, "train.eval": EvalConfig}
+FLAT_APPS = {"train.sample": SampleConfig, "model.export": ExportConfig, "train.eval": EvalConfig,
+             "train.eval_data": EvalDataConfig,
+             "train.core": CoreConfig}
 # Hydra's own flags: those that take a value, and those that make the program print and exit
 # (composition must still work, but required values may stay missing).
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn"}

@@ -1,16 +1,25 @@
-"""Schemas of ``python -m train``. Values live in conf/train.yaml and conf/model/."""
+"""Schemas of ``python -m train``. Values live in conf/train.yaml and conf/model/.
+
+Beside them, what reading two of their values takes: ``autocast_dtype`` (``dtype`` on a device) and
+``task_manager`` (lm-evaluation-harness's index of tasks, which ``eval.tasks`` is checked against).
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from model.base.schema import ConfigError, hydra_help, param
 from model.config import GPTConfig
+
+if TYPE_CHECKING:
+    import torch
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # The config groups of conf/ that python -m train reads, as --help lists them (tests/test_help.py
@@ -63,6 +72,29 @@ class EvalConfig:
     sample_tokens: int = param(48, "tokens per text sample at each evaluation", ge=1)
     prompts: list[str] = param(doc="fixed prompts sampled at each evaluation (greedy and sampled)",
                                factory=lambda: ["The meaning of life is", "In a shocking finding,"])
+    tasks: list[str] = param(doc="lm-evaluation-harness tasks or groups run at each evaluation, on rank 0 "
+                             "(the eval extra; docs/train.md); empty: none", factory=list)
+    task_limit: float | None = param(None, "examples per task: a count, or a fraction when below 1; "
+                                     "null: all", gt=0)
+    task_batch_size: int | None = param(None, "sequences per forward pass of the tasks; null: "
+                                        "micro_batch_size", ge=1)
+    include_path: str | None = param(None, "a folder of more task YAML files for tasks")
+
+    def check(self) -> None:
+        if not self.tasks:
+            return
+        try:
+            import lm_eval.tasks  # noqa: F401
+        except ImportError as err:
+            raise ConfigError("tasks", "lm-evaluation-harness is not installed: pip install -e '.[eval]' "
+                                       "(make setup installs it)") from err
+        if self.include_path is not None and not Path(self.include_path).is_dir():
+            raise ConfigError("include_path", f"{self.include_path} is not a folder")
+        unknown = [t for t in self.tasks if not task_manager(self.include_path).match_tasks([t])]
+        if unknown:
+            raise ConfigError("tasks", f"unknown to lm-evaluation-harness: {', '.join(unknown)} (python -m "
+                                       "lm_eval ls tasks lists them; eval.include_path adds a folder of YAML "
+                                       "files)")
 
 
 @dataclass
@@ -108,6 +140,39 @@ class TrainConfig:
             raise ConfigError(
                 "optim.warmup_steps", f"{self.optim.warmup_steps} exceeds max_steps={self.max_steps}"
             )
+        from model.base.tokenizer import VOCAB_SIZE
+
+        if self.eval.tasks and self.model.vocab_size < VOCAB_SIZE:
+            raise ConfigError("eval.tasks", f"the tasks are GPT-2 text, which model.vocab_size="
+                                            f"{self.model.vocab_size} cannot read ({VOCAB_SIZE:,} needed)")
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The forward passes' autocast dtype for ``dtype=name`` (None: float32). ``dtype=auto`` is bf16
+    on a GPU and float32 on a CPU, whose matmuls are fastest in float32 unless it has bf16 units (AMX,
+    AVX512-BF16): ``dtype=bfloat16`` asks for autocast there too."""
+    import torch
+
+    if name == "auto":
+        name = "bfloat16" if device.type == "cuda" else "float32"
+    if name == "float32":
+        return None
+    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16  # with a GradScaler
+    return getattr(torch, name)
+
+
+@functools.cache
+def task_manager(include_path: str | None) -> Any:
+    """lm-evaluation-harness's ``TaskManager`` over its own tasks, the GPT-2 paper's
+    (``train/paper_tasks/``, their data in ``$WEBTEXT_EVAL_DATA`` or ``data/eval``) and
+    ``include_path``'s. Indexing its thousands of task files takes seconds: one is built per process
+    and folder, and kept."""
+    from lm_eval.tasks import TaskManager
+
+    from train.paper import TASK_DIR
+
+    return TaskManager(include_path=[str(TASK_DIR)] + ([include_path] if include_path else []))
 
 
 def register() -> None:

@@ -115,9 +115,9 @@ def main(argv: list[str]) -> int:
         print("python -m train.eval needs lm-evaluation-harness: pip install -e '.[eval]' "
               "(make setup installs it)", file=sys.stderr)
         return 2
-    from lm_eval.tasks import TaskManager
     from lm_eval.utils import make_table
 
+    from train.config import task_manager
     from train.distributed import pick_device
     from train.harness import WebtextLM
 
@@ -132,8 +132,7 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as err:
         print(f"checkpoint error: {err}", file=sys.stderr)
         return 2
-    include = [str(paper.TASK_DIR)] + ([cfg.include_path] if cfg.include_path else [])
-    manager = TaskManager(include_path=include)
+    manager = task_manager(cfg.include_path)  # the harness's tasks, the paper's, include_path's
     unknown = [t for t in tasks if not manager.match_tasks([t])]
     if unknown:
         print(f"config error: tasks: unknown to lm-evaluation-harness: {', '.join(unknown)} "

@@ -44,8 +44,8 @@ from tqdm import tqdm
 from model.base.tokenizer import EOT_ID, EOT_TOKEN, gpt2_encoding
 from model.gpt2 import GPT
 from model.hf import load_any
+from train.config import autocast_dtype
 from train.distributed import pick_device
-from train.loop import autocast_dtype
 
 log = logging.getLogger("webtext.harness")
 

@@ -9,7 +9,8 @@ a row stop the run with the last good checkpoint intact.
 
 The parts: ``build`` makes a rank's ``Trainer`` (model, optimizer, data; resumed by the
 ``Checkpointer``, ``train/checkpoint.py``; compiled and wrapped in DDP), ``MetricsLogger`` reports
-(``train/metrics.py``), ``evaluate`` evaluates (the measures are ``train/evaluate.py``'s),
+(``train/metrics.py``), ``evaluate`` evaluates (the measures are ``train/evaluate.py``'s, the
+lm-evaluation-harness tasks ``train/eval_tasks.py``'s),
 ``StopRequested`` catches stop signals (``train/signals.py``); ``run`` is the plan of a step.
 """
 
@@ -31,9 +32,9 @@ from model.base.schema import to_dict
 from model.flops import device_name, flops_per_token, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, step_memory
-from train import hellaswag
+from train import eval_tasks, hellaswag
 from train.checkpoint import Checkpointer, checkpoint_bytes, size
-from train.config import TrainConfig
+from train.config import TrainConfig, autocast_dtype
 from train.data import TrainData
 from train.distributed import Ranks, max_over_ranks, pick_device
 from train.errors import TrainingError
@@ -131,19 +132,6 @@ class Trainer:
         return total
 
 
-def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """The forward passes' autocast dtype (None: float32). ``dtype=auto`` is bf16 on a GPU and
-    float32 on a CPU, whose matmuls are fastest in float32 unless it has bf16 units (AMX,
-    AVX512-BF16): ``dtype=bfloat16`` asks for autocast there too."""
-    if name == "auto":
-        name = "bfloat16" if device.type == "cuda" else "float32"
-    if name == "float32":
-        return None
-    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16  # with a GradScaler
-    return getattr(torch, name)
-
-
 def build(cfg: TrainConfig, ranks: Ranks, checkpointer: Checkpointer | None = None) -> Trainer:
     """This rank's trainer for ``cfg``: resumed by ``checkpointer`` where it finds a checkpoint, then
     compiled (``compile``) and wrapped in DDP (several ranks), ready to step."""
@@ -189,6 +177,7 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
     if ranks.main:
         folder.root.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(folder, ranks, to_dict(cfg), cfg.keep_last, cfg.keep_every_steps)
+    eval_tasks.preload(cfg, ranks)
     trainer = build(cfg, ranks, checkpointer)
     stop = StopRequested()
     logger = None
@@ -219,7 +208,8 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
 
 
 def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
-    """Validation loss and HellaSwag (every rank takes part), text samples (rank 0), reported."""
+    """Validation loss and HellaSwag (every rank takes part), text samples and lm-evaluation-harness
+    tasks (rank 0), reported."""
     cfg, ranks = trainer.cfg, trainer.ranks
     record: dict[str, Any] = {"step": trainer.step}
     data = trainer.data
@@ -233,6 +223,8 @@ def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
     if ranks.main:
         logger.samples(trainer.step, text_samples(trainer.model, cfg.eval.prompts, cfg.eval.sample_tokens,
                                                   cfg.seed))
+    if cfg.eval.tasks:
+        record.update(eval_tasks.scores(trainer))
     logger.evaluation(record)
     return record
 

@@ -70,7 +70,7 @@ DIFFERENCES = (
     "match of the whole last word with no stop-word filter; the paper's 45.99/55.48/60.12/63.24 "
     "used a filter (63.24 -> 52.66 without it for 1542M), so expect ours lower (OpenAI's 117M "
     "weights give 32.56 here, ppl 40.06).",
-    "Perplexities and bits: the harness's disjoint windows of the model's context (1,024 "
+    "Perplexities and bits: the harness's disjoint windows of the model's context (GPT-2's 1,024 "
     "tokens), each window conditioned on the token before it only; the paper's windowing is not "
     "published. Each document (WikiText) or chunk (PTB: 100 lines, 1BW: 100 sentences, "
     "enwik8/text8: about 50 kB) starts without context.",

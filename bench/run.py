@@ -29,7 +29,8 @@ import time
 
 from bench.measure import Measure, Result, compare, figure
 
-NAMES = ("links", "fetch", "archive", "extract", "dedup", "tokenize", "train", "optim", "sample", "harness")
+NAMES = ("links", "fetch", "archive", "extract", "dedup", "overlap", "tokenize", "train", "optim", "sample",
+         "harness")
 log = logging.getLogger("webtext.bench")
 
 

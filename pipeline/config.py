@@ -22,7 +22,7 @@ GROUPS = ("executor", "source", "links")
 
 # Every stage of the corpus, in data-flow order (docs/runtime.md, "Decisions"): the names a config may
 # give. pipeline.registry.STAGES gives each one's passes, in this order (checked there, at import).
-STAGE_ORDER = ("links", "fetch", "extract", "dedup", "publish", "tokenize")
+STAGE_ORDER = ("links", "fetch", "extract", "dedup", "publish", "overlap", "tokenize")
 
 
 # --- executors -----------------------------------------------------------------------------------
@@ -400,6 +400,33 @@ class PublishConfig:
 
 
 @dataclass
+class OverlapConfig:
+    """How much of each evaluation set is in the corpus: the GPT-2 paper's n-gram overlap (Table 6),
+    exact counts per set, per example and per corpus document (docs/overlap.md)."""
+
+    sets: list[str] = param(
+        doc="evaluation sets as NAME=PATH: JSON lines or Parquet (the text in text_field), or plain "
+        "text with one example a line; empty: nothing is measured", factory=list,
+    )
+    text_field: str = param("text", "field (JSON lines) or column (Parquet) holding an example's text")
+    n: int = param(8, "words per n-gram, words being the lower-cased runs of [a-z0-9] (the paper: 8)",
+                   ge=1)
+
+    def check(self) -> None:
+        from pipeline.overlap.ngrams import parse_sets  # (numpy's import, only for this check)
+
+        try:
+            sets = parse_sets(self.sets)
+        except ValueError as err:
+            raise ConfigError("sets", str(err)) from None
+        for i, (name, path) in enumerate(sets):
+            if not Path(path).is_file():
+                raise ConfigError(f"sets[{i}]", f"no such file: {path} (set {name})")
+        if not self.text_field:
+            raise ConfigError("text_field", "is empty: name the field holding an example's text")
+
+
+@dataclass
 class TokenizeConfig:
     """Corpus text to GPT-2 BPE token shards in llm.c's .bin format."""
 
@@ -423,7 +450,8 @@ class TokenizeConfig:
 class PipelineConfig:
     workdir: str = param("work/pipeline", "root folder; each stage writes <workdir>/<stage>/")
     stages: list[str] = param(doc="stages to run, in data-flow order (default: the whole corpus flow)",
-                              factory=lambda: ["links", "fetch", "extract", "dedup", "publish", "tokenize"])
+                              factory=lambda: ["links", "fetch", "extract", "dedup", "publish", "overlap",
+                                               "tokenize"])
     executor: ExecutorConfig = param(MISSING, "where tasks run (config group executor/)")
     source: SourceConfig = param(MISSING, "where submissions come from (config group source/)")
     links: LinksConfig = param(doc="the links stage (config group links/)", factory=LinksConfig)
@@ -431,6 +459,8 @@ class PipelineConfig:
     extract: ExtractConfig = param(doc="the extract stage", factory=ExtractConfig)
     dedup: DedupConfig = param(doc="the dedup stage", factory=DedupConfig)
     publish: PublishConfig = param(doc="the publish stage", factory=PublishConfig)
+    overlap: OverlapConfig = param(doc="the overlap stage (evaluation sets in the corpus)",
+                                   factory=OverlapConfig)
     tokenize: TokenizeConfig = param(doc="the tokenize stage", factory=TokenizeConfig)
     log_level: str = param("INFO", "logging level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     train_after: str | None = param(

@@ -21,7 +21,7 @@ from pathlib import Path
 # The folder each stage writes, as the user-facing contract names them (docs/runtime.md, "Decisions").
 STAGE_FOLDERS = {
     "links_map": "links/_map", "links": "links", "fetch": "fetch", "extract": "docs",
-    "dedup": "dedup", "publish": "corpus", "tokenize": "tokens",
+    "dedup": "dedup", "publish": "corpus", "overlap": "overlap", "tokenize": "tokens",
     # the fetch stage's join with Common Crawl's columnar index (fetch.commoncrawl_index)
     "fetch_ccindex_map": "fetch/_ccindex/_map", "fetch_ccindex": "fetch/_ccindex",
     # the dedup stage's passes, under its folder

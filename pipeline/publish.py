@@ -457,6 +457,22 @@ def dataset_card(manifest: dict[str, Any], cfg: Any) -> str:
     return template.substitute(card_values(manifest, cfg))
 
 
+def with_card_section(card: str, name: str, body: str) -> str:
+    """``card`` with its section ``name`` (the text between ``<!-- name -->`` and ``<!-- /name -->``,
+    which the template leaves empty) replaced by ``body``: a later stage (overlap) adds its part of
+    the card, and a rerun of that stage replaces it, never adds a second one. A card made before the
+    template had the markers gets them, before its caveats."""
+    begin, end = f"<!-- {name} -->\n", f"<!-- /{name} -->\n"
+    section = begin + (body.rstrip("\n") + "\n" if body.strip() else "") + end
+    start = card.find(begin)
+    stop = card.find(end, start) if start >= 0 else -1
+    if start >= 0 and stop >= 0:
+        return card[:start] + section + card[stop + len(end):]
+    at = card.find("\n## Caveats\n")
+    at = len(card) if at < 0 else at + 1
+    return card[:at] + section + "\n" + card[at:]
+
+
 def card_values(manifest: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What fills the card's placeholders: the corpus's numbers, how it was built, its caveats."""
     return {**_corpus_values(manifest), **_build_values(cfg), **_caveat_values(manifest)}

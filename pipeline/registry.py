@@ -10,6 +10,7 @@ from pipeline.extract.stage import ExtractStage
 from pipeline.fetch.ccindex import ccindex_stages
 from pipeline.fetch.stage import FetchStage
 from pipeline.links.stage import LinksMapStage, LinksReduceStage
+from pipeline.overlap.stage import OverlapStage
 from pipeline.publish import PublishStage
 from pipeline.runtime import Stage
 from pipeline.tokenize import TokenizeStage
@@ -21,6 +22,7 @@ STAGES: dict[str, tuple[type[Stage] | Callable[[object], Iterable[Stage]], ...]]
     "extract": (ExtractStage,),
     "dedup": (dedup_stages,),
     "publish": (PublishStage,),
+    "overlap": (OverlapStage,),
     "tokenize": (TokenizeStage,),
 }
 if tuple(STAGES) != STAGE_ORDER:  # the config validates names against STAGE_ORDER without importing us

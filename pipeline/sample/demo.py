@@ -33,6 +33,8 @@ from pipeline.sample.archive import FakeArchives
 from pipeline.sample.server import serve
 
 PROMPT = "The city council"
+# a small evaluation set: some passages of the sample's pages (whole, in other case, in part), others in none
+EVAL_SET = Path(__file__).parent / "eval_set.jsonl"
 
 
 def shell(argv: list[str]) -> str:
@@ -60,7 +62,8 @@ def pipeline_command(folder: Path, dump: Path, archive: FakeArchives) -> list[st
             f"fetch.wayback_cdx_url={archive.wayback_cdx_url}",
             f"fetch.wayback_replay_url={archive.wayback_replay_url}", "fetch.archive_rate_per_s=20",
             "dedup.components_partitions=2", "dedup.bucket_ranges=1",
-            "dedup.max_rounds=4", "tokenize.tasks=2", "tokenize.val_fraction=0.25"]
+            "dedup.max_rounds=4", "tokenize.tasks=2", "tokenize.val_fraction=0.25",
+            f'overlap.sets=["sample={EVAL_SET}"]']
 
 
 def train_command(folder: Path, steps: int) -> list[str]:
@@ -151,6 +154,18 @@ def losses(run: RunFolder) -> tuple[float | None, float | None, float | None]:
     return (train[0] if train else None, train[-1] if train else None, val[-1] if val else None)
 
 
+def overlap_rows(folder: Path) -> list[str]:
+    """The overlap stage's table (the paper's Table 6 layout), with a blank line after it."""
+    report = _read(folder / "overlap" / "report.json")
+    sets = report.get("sets", {})
+    if not sets:
+        return []
+    rows = [[name, f"{s['ngrams']:,}", f"{s['found']:,}", f"{100 * s['ngram_share']:.2f}%",
+             f"{s['examples_overlapping']} of {len(s['examples'])}"] for name, s in sets.items()]
+    return [table([f"evaluation set ({report.get('n', 8)}-grams)", "n-grams", "in the corpus", "share",
+                   "examples overlapping"], rows), ""]
+
+
 def summary(folder: Path, sample_text: str, seconds: float) -> str:
     manifest = _read(folder / "corpus" / "manifest.json")
     tokens = _read(folder / "tokens" / "stats.json").get("metrics", {})
@@ -182,6 +197,7 @@ def summary(folder: Path, sample_text: str, seconds: float) -> str:
             ["validation loss at the end", fmt(val)],
         ]),
         "",
+        *overlap_rows(folder),
         *recovered(folder),
         f"sample from the export (prompt {PROMPT!r}; ¶ marks a line break):",
         "  " + " ".join(sample_text.strip().replace("\n", " ¶ ").split())[:400],
@@ -189,6 +205,7 @@ def summary(folder: Path, sample_text: str, seconds: float) -> str:
         table(["where", ""], [
             ["corpus (Parquet)", str(folder / "corpus")],
             ["dataset card", str(folder / "corpus" / "README.md")],
+            ["test-set overlap", str(folder / "overlap" / "report.json")],
             ["plots", str(folder / "corpus" / "*.png") + ", " + str(trained.loss_plot)],
             ["token shards", str(folder / "tokens")],
             ["checkpoints", str(trained.checkpoints)],

@@ -134,3 +134,14 @@ def test_help_and_cfg_job(app):
     shown = run_cli(app, "--cfg", "job")
     assert shown.returncode == 0, shown.stderr
     assert ("tokenize:" if app == "pipeline" else "n_layer: 12") in shown.stdout
+
+
+def test_a_config_error_survives_pickling():
+    """A worker's ConfigError travels back to the driver pickled; it must come back whole."""
+    import pickle
+
+    from model.base.schema import ConfigError
+
+    err = pickle.loads(pickle.dumps(ConfigError("overlap.sets", "bad entry")))
+    assert isinstance(err, ConfigError) and str(err) == "overlap.sets: bad entry"
+    assert (err.key, err.message) == ("overlap.sets", "bad entry")

@@ -58,6 +58,11 @@ class ConfigError(ValueError):
         """The same error with ``prefix`` prepended to its key."""
         return ConfigError(f"{prefix}{self.key}", self.message)
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        # pickled by its two arguments (a worker's error travels back to the driver): the default
+        # would call ConfigError("key: message") and fail in the driver, breaking the pool
+        return ConfigError, (self.key, self.message)
+
 
 def param(
     default: Any = dataclasses.MISSING,

@@ -402,7 +402,8 @@ class PublishConfig:
 @dataclass
 class OverlapConfig:
     """How much of each evaluation set is in the corpus: the GPT-2 paper's n-gram overlap (Table 6),
-    exact counts per set, per example and per corpus document (docs/overlap.md)."""
+    exact counts per set, per example and per corpus document; on request (``drop``), the documents
+    that share drop_n-grams with a set left out at publish (docs/overlap.md)."""
 
     sets: list[str] = param(
         doc="evaluation sets as NAME=PATH: JSON lines or Parquet (the text in text_field), or plain "
@@ -411,6 +412,13 @@ class OverlapConfig:
     text_field: str = param("text", "field (JSON lines) or column (Parquet) holding an example's text")
     n: int = param(8, "words per n-gram, words being the lower-cased runs of [a-z0-9] (the paper: 8)",
                    ge=1)
+    drop: bool = param(False, "decontaminate: publish leaves out of the corpus (so out of the tokens) "
+                       "every document sharing at least min_ngrams distinct drop_n-grams with one of "
+                       "the sets, counted as contaminated_<set>")
+    drop_n: int = param(13, "words per n-gram when dropping (GPT-3's and lm-evaluation-harness's 13)",
+                        ge=1)
+    min_ngrams: int = param(1, "distinct drop_n-grams a document must share with one set to be dropped",
+                            ge=1)
 
     def check(self) -> None:
         from pipeline.overlap.ngrams import parse_sets  # (numpy's import, only for this check)
@@ -424,6 +432,9 @@ class OverlapConfig:
                 raise ConfigError(f"sets[{i}]", f"no such file: {path} (set {name})")
         if not self.text_field:
             raise ConfigError("text_field", "is empty: name the field holding an example's text")
+        if self.drop and not sets:
+            raise ConfigError("drop", "is true but overlap.sets is empty: name the evaluation sets to "
+                              "decontaminate the corpus against")
 
 
 @dataclass

@@ -14,6 +14,11 @@ an interrupted run. The task count stays ``links.partitions``: the SLURM executo
 stage's array before its input exists, so it cannot follow from the corpus size; tasks whose share
 of the shards is empty finish at once.
 
+With ``overlap.drop``, a task leaves out the documents that share ``overlap.drop_n``-grams with the
+evaluation sets before they reach a shard (``overlap/decontaminate.py``): the plan is unchanged, and a
+shard's bytes are still a function of the rows it keeps and the config. The dropped documents are
+counted as ``contaminated_<set>`` and listed in ``corpus/_contaminated/NNNNN.jsonl``.
+
 When every task is done, the driver writes ``manifest.json`` (totals, shards with sha256, the
 resolved config, every stage's stats: the funnel from submissions to documents), the dataset card
 ``README.md`` (``templates/dataset_card.md`` filled from them: a YAML header that ``datasets`` and the
@@ -45,6 +50,7 @@ import zstandard
 from model.base.files import atomic_write
 from model.base.schema import to_dict
 from pipeline.config import PublishConfig
+from pipeline.overlap.decontaminate import Decontamination, card_note, ids_file, reason
 from pipeline.parquet_io import open_file, parquet_writer, read_metadata, reading
 from pipeline.paths import StagePaths
 from pipeline.plots import plots
@@ -281,6 +287,11 @@ class _TopDomains:
 class PublishStage(Stage):
     name = "publish"
 
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        # overlap.drop: documents sharing drop_n-grams with an evaluation set are left out
+        self.decontamination = Decontamination.of(cfg.overlap)
+
     @property
     def conf(self) -> PublishConfig:
         return self.cfg.publish
@@ -299,7 +310,10 @@ class PublishStage(Stage):
 
     def stage_config(self) -> dict[str, Any]:
         # "plan": how shards are cut; outputs of the earlier one-task-per-partition layout are refused.
-        return {"publish": to_dict(self.conf), "shards": self.partitions, "plan": "by_size"}
+        config = {"publish": to_dict(self.conf), "shards": self.partitions, "plan": "by_size"}
+        if self.decontamination is not None:  # (absent when off: corpora made before it stay valid)
+            config["decontaminate"] = self.decontamination.stage_config()
+        return config
 
     def check_inputs(self) -> None:
         if not self.source.root.is_dir():
@@ -326,12 +340,20 @@ class PublishStage(Stage):
         ctx.logger.info("shards %s of %d", f"{mine.start}-{mine.stop - 1}" if mine else "none", len(shards))
         files: list[dict[str, Any]] = []
         tally = _Tally()
+        drop = self.decontamination
+        table = drop.table() if drop is not None else None  # built once per process, used all task
+        dropped: list[dict[str, Any]] = []
         for k in ctx.progress(mine, len(mine), "shards"):
             shard = _Shard(ctx, f"part-{k:05d}", self.conf.jsonl, self.conf.row_group_rows)
             for piece in shards[k]:
                 shard.entry["inputs"].append({"file": self._input(piece.partition).name,
                                               "rows": [piece.start, piece.stop]})
                 for rows in self._documents(piece):
+                    if drop is not None and table is not None:  # before the shard sees them:
+                        rows, left_out = drop.split(table, rows)  # its bytes follow its kept rows
+                        for record in left_out:
+                            ctx.count(reason(record["set"]))
+                        dropped += left_out
                     shard.write(rows)
                     tally.add(piece.partition, rows)
                     ctx.count("kept", len(rows))
@@ -342,6 +364,10 @@ class PublishStage(Stage):
         summary = {"plan": plan_digest(shards), "files": files, "months": dict(sorted(tally.months.items())),
                    "sources": dict(sorted(tally.sources.items())), "lengths": tally.lengths,
                    "domains": {f"{p:05d}": dict(c) for p, c in sorted(tally.domains.items())}}
+        if table is not None:  # the sets this task dropped by, checked in summarize
+            summary["decontaminate"] = table.digest()
+            atomic_write(ctx.output(ids_file(ctx.index)),
+                         b"".join(orjson.dumps(r) + b"\n" for r in dropped))
         atomic_write(ctx.output(f"_parts/{ctx.index:05d}.json"), dump_json(summary))
 
     def _documents(self, piece: Piece) -> Iterator[list[dict[str, Any]]]:
@@ -388,9 +414,11 @@ class PublishStage(Stage):
         lengths = [0] * (len(LENGTH_BINS) - 1)
         domains = _TopDomains(self.conf.top_domains)
         plans: dict[str, int] = {}
+        tables: dict[str | None, int] = {}
         for index in range(self.num_tasks):  # one task's summary at a time
             part = read_json(self.paths.root / "_parts" / f"{index:05d}.json")
             plans.setdefault(part.get("plan", "none"), index)
+            tables.setdefault(part.get("decontaminate"), index)
             files.extend(part["files"])
             months.update(part["months"])
             sources.update(part.get("sources", {}))
@@ -400,25 +428,41 @@ class PublishStage(Stage):
             raise StageError(f"publish: tasks {sorted(plans.values())} of {self.paths.root} cut the corpus "
                              f"differently: the inputs in {self.source.root} changed between them. Delete "
                              f"{self.paths.root} and publish again")
+        self._check_decontaminated_alike(tables)
         top, domain_count = domains.result()
         stages = {}
         for name in FUNNEL_STAGES:
             path = StagePaths(self.workdir, name).stats
             if path.exists():
                 stages[name] = read_json(path)
+        rows = funnel(stages)
+        if self.decontamination is not None:  # publish's own row: the documents left out here
+            rows += funnel({self.name: stats})
         manifest = {
             "documents": sum(f["documents"] for f in files), "tokens": sum(f["tokens"] for f in files),
             "bytes": sum(f["bytes"] for f in files), "shards": files, "months": dict(sorted(months.items())),
             "top_domains": top, "domains": domain_count, "sources": sources_table(sources, stages),
             "length_histogram": {"bins": LENGTH_BINS[:-1], "documents": lengths},
-            "funnel": funnel(stages), "stages": stages, "config": to_dict(self.cfg),
+            "funnel": rows, "stages": stages, "config": to_dict(self.cfg),
         }
+        if self.decontamination is not None:
+            manifest["decontaminated"] = self.decontamination.manifest_entry(stats["counts"])
         atomic_write(self.paths.root / "manifest.json", dump_json(manifest))
         atomic_write(self.paths.root / "README.md", dataset_card(manifest, self.cfg))
         plots(manifest, self.paths.root)
         log.info("publish: %d documents, %d tokens in %d shards: %s", manifest["documents"],
                  manifest["tokens"], len(files), self.paths.root)
         return {**stats, "documents": manifest["documents"], "tokens": manifest["tokens"]}
+
+    def _check_decontaminated_alike(self, tables: dict[str | None, int]) -> None:
+        """Every task left documents out by the sets the config names now (the resume check compares
+        the digest the driver saw, not the one each worker built from the files)."""
+        expected = self.decontamination.digest() if self.decontamination is not None else None
+        if set(tables) != {expected}:
+            raise StageError(f"publish: tasks {sorted(tables.values())} of {self.paths.root} dropped "
+                             f"contaminated documents by different evaluation sets (overlap.sets, "
+                             f"overlap.drop): the set files changed during the run. Delete "
+                             f"{self.paths.root} and publish again")
 
 
 def funnel(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -475,7 +519,8 @@ def with_card_section(card: str, name: str, body: str) -> str:
 
 def card_values(manifest: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What fills the card's placeholders: the corpus's numbers, how it was built, its caveats."""
-    return {**_corpus_values(manifest), **_build_values(cfg), **_caveat_values(manifest)}
+    return {**_corpus_values(manifest), **_build_values(cfg), **_caveat_values(manifest),
+            "decontaminated": card_note(manifest.get("decontaminated"))}
 
 
 def _corpus_values(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,8 @@ import pyarrow.compute as pc
 
 from model.base.files import atomic_write
 from pipeline.config import OverlapConfig
-from pipeline.overlap.ngrams import NgramTable, parse_sets, read_set
+from pipeline.overlap.ngrams import NgramTable
+from pipeline.overlap.tables import BATCH_DOCS, ngram_table, resolved_sets
 from pipeline.parquet_io import open_file, read_metadata, reading
 from pipeline.paths import StagePaths
 from pipeline.publish import with_card_section
@@ -41,34 +42,10 @@ from pipeline.runtime import Stage, StageError, TaskContext, dump_json, read_jso
 
 log = logging.getLogger("webtext.overlap")
 CORPUS_COLUMNS = ("id", "url", "text")
-BATCH_DOCS = 256  # documents per NgramTable.find_many call: its numpy work is done once per batch
 CARD_SECTION = "overlap"  # the dataset card's section this stage writes (publish.with_card_section)
 # The GPT-2 paper, Table 6: the share of each test set's 8-grams found in WebText's training set.
 PAPER_TABLE_6 = {"PTB": 0.88, "WikiText-2": 1.63, "enwik8": 6.31, "text8": 3.94, "WikiText-103": 2.42,
                  "1BW": 3.75}
-
-_TABLE: tuple[Any, NgramTable] | None = None  # this process's table, built for the key it holds
-
-
-def ngram_table(sets: list[tuple[str, str]], text_field: str, n: int) -> NgramTable:
-    """The table of ``sets`` ((name, path) pairs), built once per process: a worker builds it for
-    its first task and keeps it for the others (a changed file, by size or time, builds it anew).
-    A set file that cannot be read raises ``StageError`` naming ``overlap.sets`` (not ``ConfigError``,
-    which does not survive the trip back from a worker: it does not unpickle)."""
-    global _TABLE
-    stamps = []
-    for _, path in sets:
-        stat = Path(path).stat() if Path(path).is_file() else None
-        stamps.append((stat.st_size, stat.st_mtime_ns) if stat else None)
-    key = (tuple(sets), tuple(stamps), text_field, n)
-    if _TABLE is None or _TABLE[0] != key:
-        try:
-            evalsets = [read_set(name, path, text_field) for name, path in sets]
-        except ValueError as err:
-            raise StageError(f"overlap.sets: {err}") from None
-        _TABLE = None  # the old table goes before the new one is built
-        _TABLE = (key, NgramTable.build(evalsets, n))
-    return _TABLE[1]
 
 
 def set_figures(table: NgramTable, found: np.ndarray, paths: list[str]) -> dict[str, dict[str, Any]]:
@@ -104,15 +81,30 @@ The paper's figures for WebText's training set (8-grams): {paper}.
 """
 
 
-def card_section(report: dict[str, Any]) -> str:
-    """The dataset card's overlap section: Table 6's layout, with how the figures were made."""
+DECONTAMINATED_TEXT = """
+This corpus was decontaminated at publish against {sets}: the {documents:,} documents sharing at least
+{least:,} distinct {drop_n}-gram{plural} with one of them were left out (see the funnel). The table
+shows what remains: {n}-grams of passages shorter than {drop_n} words, or of documents under that
+threshold.
+"""
+
+
+def card_section(report: dict[str, Any], decontaminated: dict[str, Any] | None = None) -> str:
+    """The dataset card's overlap section: Table 6's layout, with how the figures were made, and what
+    publish's decontamination (the manifest's ``decontaminated``) left out before."""
     if not report["sets"]:
         return ("## Overlap with evaluation sets\n\nNo evaluation set was given (`overlap.sets`), so "
                 "how much of any is in this corpus was not measured.\n")
     rows = "\n".join(f"| {name} | {s['ngrams']:,} | {s['found']:,} | {100 * s['ngram_share']:.2f}% |"
                      for name, s in report["sets"].items())
     paper = ", ".join(f"{name} {share:.2f}%" for name, share in PAPER_TABLE_6.items())
-    return CARD_TEXT.format(n=report["n"], rows=rows, paper=paper)
+    text = CARD_TEXT.format(n=report["n"], rows=rows, paper=paper)
+    if decontaminated:
+        text += DECONTAMINATED_TEXT.format(
+            sets=", ".join(s["name"] for s in decontaminated["sets"]), documents=decontaminated["documents"],
+            least=decontaminated["min_ngrams"], drop_n=decontaminated["drop_n"], n=report["n"],
+            plural="" if decontaminated["min_ngrams"] == 1 else "s")
+    return text
 
 
 def _digest(obj: Any) -> str:
@@ -124,8 +116,7 @@ class OverlapStage(Stage):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        # absolute, in the driver: SLURM tasks may start in another folder
-        self.sets = [(name, str(Path(path).resolve())) for name, path in parse_sets(self.conf.sets)]
+        self.sets = resolved_sets(self.conf.sets)
 
     @property
     def conf(self) -> OverlapConfig:
@@ -160,6 +151,11 @@ class OverlapStage(Stage):
             units += [(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
         return units
 
+    @staticmethod
+    def _corpus_digest(units: list[tuple[Path, int, int]]) -> str:
+        """What a task records of the corpus it read: the shards' names and row groups' rows."""
+        return _digest([(p.name, g, rows) for p, g, rows in units])
+
     def _part(self, index: int, suffix: str) -> str:
         return f"_parts/{index:05d}.{suffix}"
 
@@ -177,7 +173,7 @@ class OverlapStage(Stage):
         ids = np.flatnonzero(found).astype(np.int64)
         with writing(path := ctx.output(self._part(ctx.index, "npy"))):
             np.save(path, ids, allow_pickle=False)
-        summary = {"corpus": _digest([(p.name, g, rows) for p, g, rows in units]), "table": table.digest(),
+        summary = {"corpus": self._corpus_digest(units), "table": table.digest(),
                    "row_groups": [[p.name, g] for p, g, _ in mine]}
         atomic_write(ctx.output(self._part(ctx.index, "json")), dump_json(summary))
 
@@ -228,6 +224,12 @@ class OverlapStage(Stage):
             raise StageError(f"overlap: tasks {sorted(corpora.values())} read different corpora: "
                              f"{self.corpus.root} changed between them. Delete {self.paths.root} and "
                              "run again")
+        if corpora and set(corpora) != {self._corpus_digest(self.units() if self.sets else [])}:
+            # finished tasks of a corpus published again since (with overlap.drop, say): their
+            # report would describe a corpus that no longer exists
+            raise StageError(f"overlap: the tasks read another corpus than {self.corpus.root} holds "
+                             f"now (it was published again since). Delete {self.paths.root} and run "
+                             "again")
         documents.sort(key=lambda d: (d["id"], d["url"]))
         sets = set_figures(table, found, [path for _, path in self.sets])
         for name, figures in sets.items():
@@ -255,6 +257,8 @@ class OverlapStage(Stage):
                   "report": (self.paths.root / "report.json").relative_to(self.workdir).as_posix(),
                   "sets": {name: {k: v for k, v in s.items() if k != "examples"}
                            for name, s in report["sets"].items()}}
-        atomic_write(manifest, dump_json({**read_json(manifest), "overlap": totals}))
+        published = read_json(manifest)
+        atomic_write(manifest, dump_json({**published, "overlap": totals}))
         text = card.read_text(encoding="utf-8")
-        atomic_write(card, with_card_section(text, CARD_SECTION, card_section(report)))
+        section = card_section(report, published.get("decontaminated"))
+        atomic_write(card, with_card_section(text, CARD_SECTION, section))

@@ -193,6 +193,7 @@ def test_eval_data_fetches_every_file_once_and_keeps_nothing_partial(
     assert not (data / "text8" / "text8").exists()
     assert not [p for p in data.rglob(".*") if p.is_file()]  # no temporary file left behind
     assert (data / "enwik8" / "enwik8").read_text() == ENWIK8
+    assert (data / "enwik8" / "enwik8.test.txt").read_text() == ENWIK8  # the last 5 MB: all of it here
     assert (data / "1bw" / "news.en.heldout-00000-of-00050").read_text() == "\n".join(ONE_BW) + "\n"
     assert (data / "core" / "core.yaml").exists()
     rows = [json.loads(line) for line in (data / "cbt" / "CN_validation.jsonl").read_text().splitlines()]
@@ -201,6 +202,7 @@ def test_eval_data_fetches_every_file_once_and_keeps_nothing_partial(
     assert _fetch(tmp_path, served, "[ptb,1bw,enwik8,text8,cbt,wikitext,hellaswag,core]", log) == 0
     assert log == ["/text8.zip"]  # the rerun fetched only what was missing
     assert (data / "text8" / "text8").read_text() == TEXT8
+    assert (data / "text8" / "text8.test.txt").read_text() == TEXT8
 
 
 def _rolling_loglikelihood(model: GPT, text: str) -> float:

@@ -10,7 +10,8 @@ data=data/eval ...``: nothing is fetched at evaluation time. What lands in the f
 
 - the GPT-2 paper's datasets in their original formats (``train/paper_tasks/paper_tasks.py`` reads
   them): ``ptb/ptb.test.txt``, ``1bw/news.en.heldout-00000-of-00050`` (streamed out of One Billion
-  Word's 1.7 GB archive), ``enwik8/enwik8``, ``text8/text8``, and, through ``datasets``,
+  Word's 1.7 GB archive), ``enwik8/enwik8``, ``text8/text8`` (and their test sets alone,
+  ``enwik8/enwik8.test.txt``, ``text8/text8.test.txt``, for the overlap stage), and, through ``datasets``,
   ``cbt/{CN,NE}_validation.jsonl`` and ``wikitext/{wikitext-2-raw-v1,wikitext-103-raw-v1}_test.jsonl``;
 - ``hf/``: the ``datasets`` cache of the harness's own tasks named in ``tasks`` (LAMBADA and
   HellaSwag by default), which ``train.eval data=...`` uses as ``HF_HOME``;
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from model.base.schema import cli_config, param
-from train.paper import DEFAULT_DATA
+from train.paper import DEFAULT_DATA, TEST_BYTES
 
 log = logging.getLogger("webtext.eval_data")
 
@@ -128,10 +129,20 @@ class Fetcher:
         self.write("ptb/ptb.test.txt", lambda out: self.copy(PTB_URL, out))
 
     def enwik8(self) -> None:
-        self.write("enwik8/enwik8", lambda out: self.zip_member(ENWIK8_URL, "enwik8", out))
+        whole = self.write("enwik8/enwik8", lambda out: self.zip_member(ENWIK8_URL, "enwik8", out))
+        self.test_split(whole)
 
     def text8(self) -> None:
-        self.write("text8/text8", lambda out: self.zip_member(TEXT8_URL, "text8", out))
+        whole = self.write("text8/text8", lambda out: self.zip_member(TEXT8_URL, "text8", out))
+        self.test_split(whole)
+
+    def test_split(self, whole: Path) -> None:
+        """``<name>.test.txt`` beside the file: its last TEST_BYTES bytes, the test set, as the
+        overlap stage reads a set (``overlap.sets``: plain text)."""
+        with whole.open("rb") as src:
+            src.seek(max(0, whole.stat().st_size - TEST_BYTES))
+            data = src.read()
+        self.write(f"{whole.parent.name}/{whole.name}.test.txt", lambda out: out.write(data))
 
     def one_bw(self) -> None:
         self.write(f"1bw/{ONE_BW_TEST.rsplit('/', 1)[-1]}",

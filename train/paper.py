@@ -23,6 +23,7 @@ from typing import Any
 # the folder train.eval_data fills; the paper's task files read it through this variable
 DATA_ENV = "WEBTEXT_EVAL_DATA"
 DEFAULT_DATA = "data/eval"
+TEST_BYTES = 5_000_000  # enwik8's and text8's test sets: their last 5 MB (the usual 90/5/5 split)
 TASK_DIR = Path(__file__).parent / "paper_tasks"
 
 # (n_layer, n_embd) of the four released models, as the paper names them

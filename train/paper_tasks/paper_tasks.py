@@ -32,11 +32,10 @@ from typing import Any
 import datasets
 from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer
 
-from train.paper import data_folder
+from train.paper import TEST_BYTES, data_folder
 
 CHUNK_LINES = 100
 CHUNK_BYTES = 50_000
-TEST_BYTES = 5_000_000
 BLANK = "XXXXX"
 
 

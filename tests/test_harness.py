@@ -131,10 +131,19 @@ def evaluate(model: str, model_args: str, tasks: list[str], include: Path) -> di
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Both:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[GPT, Path]:
+    """``trained_model()`` once for the module, and its model folder."""
+    model = trained_model()
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    weights.save(model, folder)
+    return model, folder
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory, trained: tuple[GPT, Path]) -> Both:
     tmp = tmp_path_factory.mktemp("harness")
     tasks = task_files(tmp / "tasks")
-    model = trained_model()
+    model = trained[0]
     weights.save(model, tmp / "ours")
     hf.export(model, tmp / "hf")
     ours = evaluate("webtext", f"checkpoint={tmp / 'ours'}", tasks, tmp / "tasks")
@@ -208,3 +217,37 @@ def test_the_command_refuses_an_unknown_task(tmp_path: Path, capsys: pytest.Capt
     weights.save(trained_model(steps=1), tmp_path / "model")
     assert eval_app.main([f"checkpoint={tmp_path / 'model'}", "tasks=[no_such_task_anywhere]"]) == 2
     assert "unknown to lm-evaluation-harness: no_such_task_anywhere" in capsys.readouterr().err
+
+
+def test_the_command_scores_the_clean_subset_of_an_overlap_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], trained: tuple[GPT, Path]) -> None:
+    """``overlap=`` and ``clean=``: the task scored again without the examples the overlap report
+    finds in the corpus (the GPT-2 paper's check on LAMBADA), with the harness's own ``samples``."""
+    from train import eval as eval_app
+
+    tasks = tmp_path / "tasks"
+    task_files(tasks)
+    weights.save(trained[0], tmp_path / "model")  # its own folder: the results file goes in it
+    contaminated = {1, 4}
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"n": 8, "sets": {"lam": {"examples": [
+        {"ngrams": 12, "found": 3 if i in contaminated else 0} for i in range(len(PASSAGES))]}}}))
+    common = [f"checkpoint={tmp_path / 'model'}", f"include_path={tasks}", "batch_size=4", "device=cpu",
+              "tasks=[t_lambada]", f"overlap={report}"]
+    assert eval_app.main([*common, "clean=[t_lambada=lam]"]) == 0
+    assert "4 of 6 examples clean (set lam, 8-grams)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "model" / "eval" / "model.json").read_text())
+    clean = saved["clean"]["t_lambada"]
+    assert (clean["examples"], clean["clean_examples"]) == (6, 4)
+    every = evaluate("webtext", f"checkpoint={tmp_path / 'model'}", ["t_lambada"], tasks)
+    right = [s["acc"] for s in every["samples"]["t_lambada"] if s["doc_id"] not in contaminated]
+    assert clean["results"]["acc,none"] == pytest.approx(sum(right) / len(right))
+    full = every["results"]["t_lambada"]["acc,none"]
+    assert saved["results"]["t_lambada"]["acc,none"] == pytest.approx(full)
+    assert clean["results"]["acc,none"] != full  # (the model gets one of the two left out right)
+
+    report.write_text(json.dumps({"n": 8, "sets": {"lam": {"examples": [{"ngrams": 1, "found": 0}] * 5}}}))
+    assert eval_app.main([*common, "clean=[t_lambada=lam]"]) == 2
+    assert "t_lambada has 6 test examples and the set 'lam' 5" in capsys.readouterr().err
+    assert eval_app.main([*common, "clean=[t_lambada=other]"]) == 2
+    assert "has no set 'other'; it has lam" in capsys.readouterr().err

@@ -61,6 +61,11 @@ class EvalConfig:
     include_path: str | None = param(None, "a folder of more task YAML files")
     output: str | None = param(None, "the JSON file; null: eval/<checkpoint>.json in the run folder")
     seed: int = param(1234, "seed of the harness's sampling (few-shot examples, bootstrap)")
+    overlap: str | None = param(None, "the overlap stage's report.json (workdir/overlap/report.json): "
+                                      "with clean, each task is scored again on its clean examples")
+    clean: list[str] = param(doc="TASK=SET: the task's test examples are the report's set SET, in "
+                                 "order; scored again without those whose n-grams are in the corpus",
+                             factory=list)
 
 
 def default_output(spec: str) -> Path:
@@ -83,10 +88,65 @@ def merged(path: Path, new: dict[str, Any]) -> dict[str, Any]:
             old = json.loads(path.read_text())
         except ValueError:
             log.warning("%s is not JSON; replaced", path)
-    per_task = ("results", "configs", "n-samples", "versions")
+    per_task = ("results", "configs", "n-samples", "versions", "clean")
     out = {**old, **{k: v for k, v in new.items() if k not in per_task}}
     for key in per_task:
         out[key] = {**old.get(key, {}), **new.get(key, {})}
+    return out
+
+
+def clean_subsets(cfg: EvalConfig, tasks: list[str], limit: float | None) -> dict[str, dict[str, Any]]:
+    """Per task of ``clean``: its set's name in the overlap report and the report's examples."""
+    if not cfg.clean:
+        return {}
+    if cfg.overlap is None:
+        raise ConfigError("clean", "needs overlap=PATH, the overlap stage's report.json")
+    if limit is not None:
+        raise ConfigError("clean", "scores whole test sets: leave limit unset")
+    try:
+        report = json.loads(Path(cfg.overlap).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError("overlap", f"{cfg.overlap}: {err}") from None
+    out = {}
+    for entry in cfg.clean:
+        task, sep, name = entry.partition("=")
+        if not sep or not task or not name:
+            raise ConfigError("clean", f"{entry!r}: expected TASK=SET")
+        if task not in tasks:
+            raise ConfigError("clean", f"{task!r} is not among the tasks run ({', '.join(tasks)})")
+        if name not in report.get("sets", {}):
+            raise ConfigError("clean", f"{cfg.overlap} has no set {name!r}; it has "
+                                       f"{', '.join(report.get('sets', {})) or 'none'}")
+        out[task] = {"set": name, "examples": report["sets"][name]["examples"], "n": report.get("n")}
+    return out
+
+
+def score_clean(lm_eval: Any, lm: Any, manager: Any, cfg: EvalConfig, clean: dict[str, dict[str, Any]],
+                results: dict[str, Any]) -> dict[str, Any]:
+    """Each task of ``clean`` scored again on the examples none of whose n-grams the corpus holds
+    (the paper's check on LAMBADA), with the harness's ``samples``; the table is printed."""
+    from lm_eval.utils import make_table
+
+    samples = {}
+    for task, subset in clean.items():
+        docs = results["n-samples"][task]["original"]
+        if docs != len(subset["examples"]):
+            raise ConfigError("clean", f"{task} has {docs:,} test examples and the set {subset['set']!r} "
+                                       f"{len(subset['examples']):,}: not the same examples")
+        samples[task] = [i for i, e in enumerate(subset["examples"]) if e["found"] == 0]
+    again = lm_eval.simple_evaluate(
+        model=lm, tasks=list(clean), num_fewshot=cfg.num_fewshot, samples=samples, task_manager=manager,
+        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+        fewshot_random_seed=cfg.seed)
+    print("\nwithout the examples that overlap the corpus (n-grams of the overlap report):")
+    print(make_table(again))
+    out = {}
+    for task, subset in clean.items():
+        total = len(subset["examples"])
+        print(f"{task}: {len(samples[task]):,} of {total:,} examples clean (set {subset['set']}, "
+              f"{subset['n']}-grams)")
+        out[task] = {"set": subset["set"], "n": subset["n"], "examples": total,
+                     "clean_examples": len(samples[task]), "results": again["results"][task]}
     return out
 
 
@@ -140,6 +200,11 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     limit = None if cfg.limit is None else (int(cfg.limit) if cfg.limit >= 1 else cfg.limit)
+    try:
+        clean = clean_subsets(cfg, tasks, limit)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     lm = WebtextLM(checkpoint=cfg.checkpoint, batch_size=cfg.batch_size, device=str(device),
                    dtype=cfg.dtype)
     started = time.time()
@@ -162,6 +227,12 @@ def main(argv: list[str]) -> int:
     if comparison:
         print(comparison)
     record = {k: results[k] for k in ("results", "configs", "versions", "n-samples") if k in results}
+    if clean:
+        try:
+            record["clean"] = score_clean(lm_eval, lm, manager, cfg, clean, results)
+        except ConfigError as err:
+            print(f"config error: {err}", file=sys.stderr)
+            return 2
     record.update(checkpoint=cfg.checkpoint, limit=limit, num_fewshot=cfg.num_fewshot,
                   seconds=round(time.time() - started, 1), lm_eval_version=lm_eval.__version__)
     output.parent.mkdir(parents=True, exist_ok=True)

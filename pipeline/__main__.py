@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 
 import hydra
@@ -45,5 +46,23 @@ def main(raw: DictConfig) -> None:
         sys.exit(130)
 
 
+_SETS = re.compile(r"^(\+{0,2}overlap\.sets)=\[(.*)\]$", re.S)
+
+
+def quote_sets(argv: list[str]) -> list[str]:
+    """``overlap.sets=[NAME=PATH,...]`` as the issue and the docs write it: Hydra's grammar takes no
+    bare ``=`` inside a list, so each entry is quoted for it (entries already quoted are left)."""
+    out = []
+    for arg in argv:
+        match = _SETS.match(arg)
+        if match and "=" in match.group(2) and not re.search(r"[\"']", match.group(2)):
+            items = [item.strip() for item in match.group(2).split(",") if item.strip()]
+            quoted = ",".join('"' + item.replace("\\", "\\\\") + '"' for item in items)
+            arg = f"{match.group(1)}=[{quoted}]"
+        out.append(arg)
+    return out
+
+
 if __name__ == "__main__":
+    sys.argv = quote_sets(sys.argv)
     main()

@@ -145,3 +145,20 @@ def test_a_config_error_survives_pickling():
     err = pickle.loads(pickle.dumps(ConfigError("overlap.sets", "bad entry")))
     assert isinstance(err, ConfigError) and str(err) == "overlap.sets: bad entry"
     assert (err.key, err.message) == ("overlap.sets", "bad entry")
+
+
+def test_overlap_sets_as_the_issue_writes_them(tmp_path):
+    """``overlap.sets=[NAME=PATH,...]``, unquoted: Hydra takes no bare ``=`` in a list, so
+    ``python -m pipeline`` quotes each entry for it; quoted entries pass as they are."""
+    from pipeline.__main__ import quote_sets
+    from tests.conftest import run_cli
+
+    assert quote_sets(["x", "overlap.sets=[a=p/a.jsonl, b=p/b.txt]"]) == [
+        "x", 'overlap.sets=["a=p/a.jsonl","b=p/b.txt"]']
+    assert quote_sets(['overlap.sets=["a=x"]']) == ['overlap.sets=["a=x"]']
+    assert quote_sets(["overlap.sets=[]", "workdir=a=b"]) == ["overlap.sets=[]", "workdir=a=b"]
+    done = run_cli("pipeline", "--cfg", "job", f"workdir={tmp_path}",
+                   "overlap.sets=[sample=pipeline/sample/eval_set.jsonl,again=pipeline/sample/eval_set.jsonl]")
+    assert done.returncode == 0, done.stderr
+    listed = "  - sample=pipeline/sample/eval_set.jsonl\n  - again=pipeline/sample/eval_set.jsonl"
+    assert listed in done.stdout

@@ -58,6 +58,7 @@ from model.base.files import atomic_write
 from model.base.schema import ConfigError, cli_config, param
 from model.base.tokenizer import EOT_ID
 from model.config import GPTConfig
+from train.paper import size_of
 
 if TYPE_CHECKING:
     from train.harness import WebtextLM
@@ -79,8 +80,9 @@ FEWSHOT_SEED = 1234  # example i draws its few-shot examples with random.Random(
 # enough that the token lists of a 10,000-example task never sit in memory at once.
 EXAMPLES_PER_CALL = 256
 # nanochat's CORE of OpenAI's GPT-2, by the model's shape (n_layer, n_embd).
-PUBLISHED = {(12, 768): ("GPT-2 124M", 0.1139), (24, 1024): ("GPT-2 355M", 0.1849),
-             (36, 1280): ("GPT-2 774M", 0.2146), (48, 1600): ("GPT-2 1558M", 0.2565)}
+# nanochat's CORE of OpenAI's four models, by the GPT-2 paper's name of their shape (train.paper.SIZES)
+PUBLISHED = {"117M": ("GPT-2 124M", 0.1139), "345M": ("GPT-2 355M", 0.1849),
+             "762M": ("GPT-2 774M", 0.2146), "1542M": ("GPT-2 1558M", 0.2565)}
 
 Example = dict[str, Any]
 Pair = tuple[list[int], list[int]]  # (context tokens, continuation tokens)
@@ -347,7 +349,8 @@ def evaluate_core(lm: WebtextLM, bundle_dir: str | Path, limit: int | None = Non
 
 def published(config: GPTConfig) -> tuple[str, float] | None:
     """nanochat's CORE of OpenAI's GPT-2 of the same shape as ``config``, if it is one of the four."""
-    return PUBLISHED.get((config.n_layer, config.n_embd))
+    size = size_of(config.n_layer, config.n_embd)
+    return PUBLISHED[size] if size else None
 
 
 def table(result: dict[str, Any], reference: tuple[str, float] | None) -> str:
@@ -393,19 +396,17 @@ def main(argv: list[str]) -> int:
         print("python -m train.core needs lm-evaluation-harness: pip install -e '.[eval]' "
               "(make setup installs it)", file=sys.stderr)
         return 2
-    from train.distributed import pick_device
-    from train.eval import default_output, merged
+    from train.eval import device_and_output, merged
 
     try:
         load_bundle(cfg.bundle, cfg.tasks)  # a missing file fails now, not after the model loads
-        device = pick_device(cfg.device)
-        output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
-        print(f"checkpoint error: {err}", file=sys.stderr)
+    resolved = device_and_output(cfg.checkpoint, cfg.device, cfg.output)
+    if resolved is None:
         return 2
+    device, output = resolved
     started = time.time()
     lm = WebtextLM(checkpoint=cfg.checkpoint, batch_size=cfg.batch_size, device=str(device), dtype=cfg.dtype)
     result = evaluate_core(lm, cfg.bundle, cfg.limit, cfg.tasks)

@@ -166,6 +166,23 @@ class _QuietCustomDataset(logging.Filter):
         return "Custom kwargs can be passed" not in record.getMessage()
 
 
+QUIET_CUSTOM_DATASET = _QuietCustomDataset()
+
+
+def device_and_output(checkpoint: str, device: str, output: str | None) -> tuple[Any, Path] | None:
+    """The device to score on and the results file (``output``, or ``default_output``); None, with
+    the error printed, when the device or the checkpoint is not there."""
+    from train.distributed import pick_device
+
+    try:
+        return pick_device(device), Path(output) if output else default_output(checkpoint)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+    except FileNotFoundError as err:
+        print(f"checkpoint error: {err}", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str]) -> int:
     cfg = cli_config(argv, EvalConfig, "python -m train.eval")
     use_data_folder(Path(cfg.data))
@@ -178,20 +195,14 @@ def main(argv: list[str]) -> int:
     from lm_eval.utils import make_table
 
     from train.config import task_manager
-    from train.distributed import pick_device
     from train.harness import WebtextLM
 
-    logging.getLogger("lm_eval.api.task").addFilter(_QuietCustomDataset())
+    logging.getLogger("lm_eval.api.task").addFilter(QUIET_CUSTOM_DATASET)  # (added once: same object)
     tasks = PRESETS[cfg.preset] if cfg.preset else list(cfg.tasks)
-    try:
-        device = pick_device(cfg.device)
-        output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
+    resolved = device_and_output(cfg.checkpoint, cfg.device, cfg.output)
+    if resolved is None:
         return 2
-    except FileNotFoundError as err:
-        print(f"checkpoint error: {err}", file=sys.stderr)
-        return 2
+    device, output = resolved
     manager = task_manager(cfg.include_path)  # the harness's tasks, the paper's, include_path's
     unknown = [t for t in tasks if not manager.match_tasks([t])]
     if unknown:

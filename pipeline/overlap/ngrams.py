@@ -156,7 +156,7 @@ class _Bytes:
 
 def distinct(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values of a 1-D array (a sort: numpy's hashing ``unique`` is slower)."""
-    values = np.sort(values, kind="stable" if values.dtype.kind == "O" else None)
+    values = np.sort(values)
     if len(values) < 2:
         return values
     keep = np.empty(len(values), dtype=np.bool_)
@@ -165,21 +165,27 @@ def distinct(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
-def _hash(ids: np.ndarray, n: int) -> np.ndarray:
-    """A mixed polynomial hash of each window of ``n`` consecutive ids of ``ids`` (int64, 1-D)."""
-    count = len(ids) - n + 1
-    shifted = (ids + 2).astype(np.uint64)  # -1 (unknown) hashes too; windows holding it are dropped
-    h = np.zeros(count, dtype=np.uint64)
+def _shifted(ids: np.ndarray) -> np.ndarray:
+    """Ids as the hash reads them: plus 2, so that -1 (a word in no set) hashes too; a row holding
+    it never matches a table row."""
+    return (ids.astype(np.int64) + 2).astype(np.uint64)
+
+
+def _polynomial(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """The mixed polynomial hash of rows whose k-th shifted ids are ``columns[k]``."""
     prime = np.uint64(0x100000001B3)
+    h = np.zeros(len(columns[0]), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(n):
-            h = h * prime + shifted[k:k + count]
-        h ^= h >> np.uint64(31)
-        h *= _MIX1
-        h ^= h >> np.uint64(29)
-        h *= _MIX2
-        h ^= h >> np.uint64(32)
-    return h
+        for column in columns:
+            h = h * prime + column
+    return _mix(h)
+
+
+def _hash(ids: np.ndarray, n: int) -> np.ndarray:
+    """The hash of each window of ``n`` consecutive ids of ``ids`` (1-D)."""
+    count = len(ids) - n + 1
+    shifted = _shifted(ids)
+    return _polynomial([shifted[k:k + count] for k in range(n)])
 
 
 class NgramTable:
@@ -231,23 +237,11 @@ class NgramTable:
 
     @staticmethod
     def _row_hashes(grams: np.ndarray) -> np.ndarray:
-        n = grams.shape[1] if grams.ndim == 2 else 0
+        """The hash of each row of ``grams``: the corpus windows' hash, row by row."""
         if not len(grams):
             return np.zeros(0, dtype=np.uint64)
-        # each row alone, through the same window hash as the corpus side: rows joined with n-1
-        # fillers would be slower to build; hashing row by row column-wise is the same polynomial
-        shifted = (grams.astype(np.int64) + 2).astype(np.uint64)
-        h = np.zeros(len(grams), dtype=np.uint64)
-        prime = np.uint64(0x100000001B3)
-        with np.errstate(over="ignore"):
-            for k in range(n):
-                h = h * prime + shifted[:, k]
-            h ^= h >> np.uint64(31)
-            h *= _MIX1
-            h ^= h >> np.uint64(29)
-            h *= _MIX2
-            h ^= h >> np.uint64(32)
-        return h
+        shifted = _shifted(grams)
+        return _polynomial([shifted[:, k] for k in range(grams.shape[1])])
 
     @classmethod
     def build(cls, sets: Sequence[EvalSet], n: int) -> NgramTable:

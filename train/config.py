@@ -162,6 +162,12 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
     return getattr(torch, name)
 
 
+def harness_limit(limit: float | None) -> int | float | None:
+    """A ``limit`` setting as lm-evaluation-harness reads it: a count (an int) from 1 up, a fraction
+    below 1, None for every example."""
+    return None if limit is None else (int(limit) if limit >= 1 else limit)
+
+
 @functools.cache
 def task_manager(include_path: str | None) -> Any:
     """lm-evaluation-harness's ``TaskManager`` over its own tasks, the GPT-2 paper's

@@ -194,7 +194,7 @@ def main(argv: list[str]) -> int:
         return 2
     from lm_eval.utils import make_table
 
-    from train.config import task_manager
+    from train.config import harness_limit, task_manager
     from train.harness import WebtextLM
 
     logging.getLogger("lm_eval.api.task").addFilter(QUIET_CUSTOM_DATASET)  # (added once: same object)
@@ -210,7 +210,7 @@ def main(argv: list[str]) -> int:
               "(python -m lm_eval ls tasks lists them; include_path= adds a folder of YAML files)",
               file=sys.stderr)
         return 2
-    limit = None if cfg.limit is None else (int(cfg.limit) if cfg.limit >= 1 else cfg.limit)
+    limit = harness_limit(cfg.limit)
     try:
         clean = clean_subsets(cfg, tasks, limit)
     except ConfigError as err:

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from train.checkpoint import rng_state, set_rng_state
-from train.config import TrainConfig, task_manager
+from train.config import TrainConfig, harness_limit, task_manager
 from train.distributed import Ranks
 from train.errors import TrainingError
 
@@ -79,11 +79,10 @@ def run_tasks(trainer: Trainer) -> dict[str, float]:
     started = time.perf_counter()
     lm = WebtextLM(model=trainer.model, batch_size=cfg.eval.task_batch_size or cfg.micro_batch_size,
                    dtype=cfg.dtype)
-    limit = cfg.eval.task_limit
     with untouched(trainer.model):
         results = lm_eval.simple_evaluate(
             model=lm, tasks=list(cfg.eval.tasks), task_manager=task_manager(cfg.eval.include_path),
-            limit=None if limit is None else (int(limit) if limit >= 1 else limit),
+            limit=harness_limit(cfg.eval.task_limit),
             log_samples=False, bootstrap_iters=0,  # no standard errors: no process pool in the trainer
             random_seed=SEED, numpy_random_seed=SEED, torch_random_seed=SEED, fewshot_random_seed=SEED)
     figures = headline(results)

@@ -26,6 +26,11 @@ from model.config import GPTConfig
 PAD_MULTIPLE = 64
 
 
+# The 2-D weights inside the transformer blocks, by name suffix: what Muon orthogonalizes
+# (train/optim.py) and what the memory model counts at Muon's smaller state (model/memory.py).
+BLOCK_MATRICES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+
+
 def padded_vocab_size(cfg: GPTConfig) -> int:
     return math.ceil(cfg.vocab_size / PAD_MULTIPLE) * PAD_MULTIPLE
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from model.base.schema import load
 from train import preflight
 from train.config import TrainConfig, register
-from train.distributed import setup_distributed
+from train.distributed import pick_device, setup_distributed
 from train.loop import TrainingError, run
 from train.preflight import PreflightError
 
@@ -36,6 +36,9 @@ def main(raw: DictConfig) -> None:
         ranks = setup_distributed("cuda" if cfg.device in ("cuda", "auto") and _cuda() else "cpu")
         if not ranks.main:
             logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
+        # micro_batch_size=auto: chosen for this GPU now, agreed by every rank, before any model
+        device = pick_device(cfg.device, ranks.local_rank)
+        cfg.micro_batch_size = preflight.resolve_micro_batch(cfg, ranks, device)
         status = run(cfg, ranks)
     except (TrainingError, PreflightError, FileNotFoundError, ValueError) as err:
         if in_sweep():

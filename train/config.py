@@ -107,7 +107,13 @@ class TrainConfig:
     init_from: str = param("scratch", "scratch, or hf:DIR to start from a Hugging Face GPT-2 folder")
     out_dir: str = param("runs/default", "checkpoints, metrics and samples go here")
     seed: int = param(1337, "random seed (data order and initialisation)")
-    micro_batch_size: int = param(16, "sequences per device per forward pass", ge=1)
+    parallel: str = param("ddp", "ddp: every rank holds the whole model, its gradients and optimizer state "
+                          "(DistributedDataParallel); fsdp: FSDP2 shards all three over the ranks "
+                          "(docs/training.md)", choices=("ddp", "fsdp"))
+    micro_batch_size: Any = param(16, "sequences per device per forward pass (a whole number from 1), or "
+                                  "auto: the largest whose memory estimate fits the GPU (train/preflight.py)")
+    device_memory_gb: float | None = param(None, "GPU memory per device that micro_batch_size=auto plans "
+                                           "with, in GB; null: the free memory of the GPU it sees", gt=0.0)
     total_batch_tokens: int = param(524288, "tokens per optimizer step, over all devices", ge=1)
     max_steps: int = param(19073, "optimizer steps (19,073 x 0.5M tokens = 10B tokens)", ge=1)
     eval_every_steps: int = param(250, "validate every this many steps", ge=1)
@@ -129,6 +135,9 @@ class TrainConfig:
                                       gt=0.0)
 
     def check(self) -> None:
+        mb = self.micro_batch_size
+        if mb != "auto" and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 1):
+            raise ConfigError("micro_batch_size", f"a whole number from 1, or auto; got {mb!r}")
         if self.total_batch_tokens % self.model.block_size:
             raise ConfigError(
                 "total_batch_tokens",

@@ -3,10 +3,15 @@
 For the GPT-2 sizes on one CUDA device; ``--smoke`` runs the same code on the CPU for the tests.
 
     python bench/gpu.py [--models gpt2,gpt2-medium,gpt2-xl] [--compile both|on|off] [--steps 30]
-                        [--warmup 3] [--micro-batch N] [--json gpu_bench.json] [--smoke]
+                        [--warmup 3] [--micro-batch N] [--parallel both|ddp|fsdp] [--json gpu_bench.json]
+                        [--smoke]
 
-What runs: for each model and each compile setting (off, then on), one ``train.loop.build(cfg,
-Ranks()).train_step()`` loop in this process, nothing else on the device. The config is the recipe
+What runs: for each model, each parallelism (``ddp``, then ``fsdp``) and each compile setting (off,
+then on), one ``train.loop.build(cfg, Ranks()).train_step()`` loop in this process, nothing else on
+the device. ``ddp`` on one device is the plain model; ``fsdp`` is FSDP2 over a process group of one
+(this process), so its all-gathers, bf16 parameter casts and fp32 reduce-scatters all run, on the
+whole state (one rank shards nothing): its cost in time beside ``ddp``'s, and its peak beside
+``model/memory.py``'s estimate for ``parallel=fsdp``. The config is the recipe
 ``python -m train model=NAME`` composes (conf/train.yaml and conf/model/NAME.yaml, through
 ``train.config.compose``), with the benchmark's fields replaced and validated again: ``device=cuda``,
 ``dtype=bfloat16`` (bf16 autocast, fp32 weights and AdamW state), block size 1,024, ``deterministic=false``,
@@ -46,7 +51,9 @@ GiB, estimate GiB, measured/estimate, first step s, compile s) and ``--json`` (d
 and CUDA's versions, the peak FLOP/s used, the settings and the whole command's seconds. Progress goes
 to stderr through logging.
 
-Budget, one H100 SXM 80 GB, default settings (estimates; the JSON's ``wall_s`` and the last log line
+Budget, one H100 SXM 80 GB, default settings, per parallelism (``--parallel both`` runs twice the
+steps and compilations: about 11 minutes; ``--parallel fsdp --compile off`` adds the fsdp rows in
+about 2) (estimates; the JSON's ``wall_s`` and the last log line
 give the real figure): FLOPs per step = tokens per step x FLOPs per token: gpt2 16,384 x 0.855 G =
 14.0 T, gpt2-medium 16,384 x 2.425 G = 39.7 T, gpt2-xl 8,192 x 10.28 G = 84.2 T; at 30% MFU eager
 and 40% compiled of 989 TFLOP/s a step takes 0.047 / 0.035 s, 0.134 / 0.100 s and 0.284 / 0.213 s,
@@ -117,6 +124,7 @@ class Row:
     """One run's figures; None where not measured (a CPU's memory, a failed run, compile off's compile s)."""
 
     model: str
+    parallel: str
     compile: bool
     micro_batch: int
     block_size: int
@@ -147,6 +155,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default 3; 1 with --smoke)")
     parser.add_argument("--micro-batch", type=int, help="sequences per step for every model (default: the "
                         "recipe's, or the largest below it whose memory estimate fits)")
+    parser.add_argument("--parallel", choices=("both", "ddp", "fsdp"), default="both",
+                        help="ddp (the plain model on one device), fsdp (FSDP2 over a group of one), or both")
     parser.add_argument("--json", type=Path, default=Path("gpu_bench.json"), help="where the results go")
     parser.add_argument("--smoke", action="store_true", help=f"CPU smoke run: {SMOKE_MODEL}, block "
                         f"{SMOKE_BLOCK}, float32, for the tests; no GPU needed")
@@ -206,7 +216,8 @@ def plan(args: argparse.Namespace, budget: int | None) -> list[Planned]:
     return planned
 
 
-def bench_config(planned: Planned, data: Path, out: Path, device: str, compile_: bool) -> TrainConfig:
+def bench_config(planned: Planned, data: Path, out: Path, device: str, compile_: bool,
+                 parallel: str = "ddp") -> TrainConfig:
     """The recipe with the benchmark's fields: one micro-batch per step, a flat schedule, no evaluation."""
     from bench.train import RUN_STEPS  # (imported here: see write_data)
 
@@ -217,7 +228,7 @@ def bench_config(planned: Planned, data: Path, out: Path, device: str, compile_:
         micro_batch_size=planned.micro_batch, total_batch_tokens=planned.micro_batch * block,
         max_steps=RUN_STEPS, eval_every_steps=RUN_STEPS, checkpoint_every_steps=RUN_STEPS,
         log_every_steps=RUN_STEPS, eval_tokens=block, deterministic=False, device=device,
-        dtype="float32" if device == "cpu" else "bfloat16", compile=compile_,
+        dtype="float32" if device == "cpu" else "bfloat16", compile=compile_, parallel=parallel,
     )
     validate(cfg)
     return cfg
@@ -251,15 +262,16 @@ def timed_run(cfg: TrainConfig, warmup: int, steps: int, sync: Callable[[], None
     return {"first": seconds[0], "timed": sum(timed), "median": statistics.median(timed), "loss": loss}
 
 
-def run_one(planned: Planned, compile_: bool, args: argparse.Namespace, data: Path, out: Path,
+def run_one(planned: Planned, parallel: str, compile_: bool, args: argparse.Namespace, data: Path, out: Path,
             device: torch.device, peak: float | None) -> Row:
     """One run, measured and reported as a row; its memory freed after it, whatever happened."""
-    cfg = bench_config(planned, data, out, device.type, compile_)
+    cfg = bench_config(planned, data, out, device.type, compile_, parallel)
     cuda = device.type == "cuda"
-    row = Row(cfg.model.name, compile_, cfg.micro_batch_size, cfg.model.block_size, cfg.total_batch_tokens,
-              planned.estimate / GIB)
-    log.info("%s, compile %s: %d untimed + %d timed steps", row.model, "on" if compile_ else "off",
-             args.warmup, args.steps)
+    estimate = step_memory(cfg.model, cfg.micro_batch_size, not args.smoke, world_size=1, parallel=parallel)
+    row = Row(cfg.model.name, parallel, compile_, cfg.micro_batch_size, cfg.model.block_size,
+              cfg.total_batch_tokens, estimate.total / GIB)
+    log.info("%s, %s, compile %s: %d untimed + %d timed steps", row.model, parallel,
+             "on" if compile_ else "off", args.warmup, args.steps)
     started = time.perf_counter()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -284,9 +296,19 @@ def run_one(planned: Planned, compile_: bool, args: argparse.Namespace, data: Pa
             row.measured_over_estimate = row.peak_allocated_gib / row.estimate_gib
     free(compile_, cuda)
     row.run_s = time.perf_counter() - started
-    log.info("%s, compile %s: %s in %.1f s", row.model, "on" if compile_ else "off",
+    log.info("%s, %s, compile %s: %s in %.1f s", row.model, parallel, "on" if compile_ else "off",
              row.error or f"{row.tokens_per_s:,.0f} tokens/s", row.run_s)
     return row
+
+
+def group_of_one(device: torch.device) -> None:
+    """A process group of this process alone, for FSDP2 to shard over (one rank: nothing divided)."""
+    import torch.distributed as dist
+
+    from train.preflight import free_port
+
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
 
 
 def free(compiled: bool, cuda: bool) -> None:
@@ -299,15 +321,15 @@ def free(compiled: bool, cuda: bool) -> None:
         torch.cuda.empty_cache()
 
 
-COLUMNS = ("model", "compile", "micro-batch", "tokens/s", "MFU %", "peak GiB", "reserved GiB", "estimate GiB",
-           "measured/estimate", "first step s", "compile s")
+COLUMNS = ("model", "parallel", "compile", "micro-batch", "tokens/s", "MFU %", "peak GiB", "reserved GiB",
+           "estimate GiB", "measured/estimate", "first step s", "compile s")
 
 
 def cells(row: Row) -> list[str]:
     def number(value: float | None, spec: str, missing: str = "n/a") -> str:
         return missing if value is None else format(value, spec)
 
-    head = [row.model, "on" if row.compile else "off", str(row.micro_batch)]
+    head = [row.model, row.parallel, "on" if row.compile else "off", str(row.micro_batch)]
     if row.error is not None:
         return [*head, f"failed: {row.error}"]
     return [*head, number(row.tokens_per_s, ",.0f"), number(None if row.mfu is None else 100 * row.mfu,
@@ -323,7 +345,7 @@ def table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in lines if len(line) == len(COLUMNS)) for i in range(len(COLUMNS))]
 
     def text(line: list[str]) -> str:
-        if len(line) < len(COLUMNS):  # failed: the reason follows the run's name, compile and micro-batch
+        if len(line) < len(COLUMNS):  # failed: the reason follows the run's name, settings and micro-batch
             return "  ".join([*(c.rjust(w) for c, w in zip(line[:-1], widths, strict=False)), line[-1]])
         return "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True))
 
@@ -348,6 +370,9 @@ def main() -> None:
              "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s")
     planned = plan(args, budget)
     settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.compile]
+    parallels = ("ddp", "fsdp") if args.parallel == "both" else (args.parallel,)
+    if "fsdp" in parallels:
+        group_of_one(device)
     if device.type == "cuda":  # CUDA's and cuBLAS's own start-up, out of the first run's first step
         (torch.ones(64, 64, device=device) @ torch.ones(64, 64, device=device)).sum().item()
     rows = []
@@ -356,15 +381,16 @@ def main() -> None:
         write_data(data, (args.warmup + args.steps) * max(p.micro_batch * p.recipe.model.block_size
                                                           for p in planned))
         for i, p in enumerate(planned):
-            for compile_ in settings:
-                rows.append(run_one(p, compile_, args, data, Path(tmp) / f"out-{i}-{int(compile_)}", device,
-                                    peak))
+            for parallel in parallels:
+                for compile_ in settings:
+                    rows.append(run_one(p, parallel, compile_, args, data,
+                                        Path(tmp) / f"out-{i}-{parallel}-{int(compile_)}", device, peak))
     print(table(rows))
     wall = time.perf_counter() - started
     report = {"device": name, "device_memory_gib": None if memory is None else memory / GIB,
               "torch": torch.__version__, "cuda": torch.version.cuda, "peak_flops": peak,
               "dtype": "float32" if args.smoke else "bfloat16", "smoke": args.smoke, "warmup": args.warmup,
-              "steps": args.steps, "fit_share": FIT_SHARE, "wall_s": wall,
+              "steps": args.steps, "parallel": list(parallels), "fit_share": FIT_SHARE, "wall_s": wall,
               "rows": [dataclasses.asdict(r) for r in rows]}
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     log.info("%d run(s), %.0f s (%.1f min) in all; results in %s", len(rows), wall, wall / 60, args.json)

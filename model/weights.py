@@ -33,8 +33,14 @@ def save(model: GPT, folder: str | Path) -> Path:
 
 def write_files(model: GPT, folder: Path) -> None:
     """``model.safetensors`` and ``model.json`` into ``folder`` (the caller makes it atomic)."""
-    save_file(state_dict(model), str(folder / WEIGHTS), metadata={"format": "pt"})
-    (folder / MODEL_CONFIG).write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+    write_state(state_dict(model), model.config, folder)
+
+
+def write_state(state: dict[str, torch.Tensor], cfg: GPTConfig, folder: Path) -> None:
+    """``write_files`` for a state already gathered (``state_dict``'s keys, on the host): a sharded
+    model's, collected whole by ``train/sharding.py``."""
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / MODEL_CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
 
 def state_dict(model: GPT) -> dict[str, torch.Tensor]:
@@ -48,7 +54,7 @@ def read_config(folder: Path) -> GPTConfig:
     return cfg
 
 
-def assemble(cfg: GPTConfig, state: dict[str, torch.Tensor], source: Path) -> GPT:
+def assemble(cfg: GPTConfig, state: dict[str, torch.Tensor], source: Path | str) -> GPT:
     """Our model from a complete state dict in our layout (the tied matrix once), in eval mode.
 
     Built on the meta device, so nothing is initialized: every tensor comes from ``state``.

@@ -28,7 +28,10 @@ def test_smoke_writes_table_and_json(tmp_path):
     assert report["torch"] == torch.__version__ and report["peak_flops"] is None
     assert report["steps"] == 2
     rows = report["rows"]
-    assert [(r["model"], r["compile"]) for r in rows] == [("gpt2-tiny", False)]  # the defaults: compile off
+    # the defaults: compile off; ddp, then fsdp (FSDP2 over a process group of one)
+    assert [(r["model"], r["parallel"], r["compile"]) for r in rows] == [("gpt2-tiny", "ddp", False),
+                                                                        ("gpt2-tiny", "fsdp", False)]
+    assert rows[1]["estimate_gib"] > rows[0]["estimate_gib"]  # fsdp's unsharded copies, nothing divided
     for row in rows:
         assert row["error"] is None
         assert row["tokens_per_s"] > 0 and row["estimate_gib"] > 0
@@ -41,16 +44,16 @@ def test_smoke_writes_table_and_json(tmp_path):
 
     lines = done.stdout.strip().splitlines()
     header = lines[0].split()
-    for column in ("model", "compile", "micro-batch", "tokens/s", "MFU", "peak", "estimate",
+    for column in ("model", "parallel", "compile", "micro-batch", "tokens/s", "MFU", "peak", "estimate",
                    "measured/estimate", "first", "compile"):
         assert column in header, lines[0]
     assert len(lines) == 1 + len(rows)
     for line, row in zip(lines[1:], rows, strict=True):
         cells = line.split()
-        assert cells[:3] == [row["model"], "off", str(row["micro_batch"])]
-        assert cells[3] == f"{row['tokens_per_s']:,.0f}"
-        assert cells[4] == "unknown" and cells[5] == "n/a" and cells[6] == "n/a"
-        assert cells[7] == f"{row['estimate_gib']:.2f}"
+        assert cells[:4] == [row["model"], row["parallel"], "off", str(row["micro_batch"])]
+        assert cells[4] == f"{row['tokens_per_s']:,.0f}"
+        assert cells[5] == "unknown" and cells[6] == "n/a" and cells[7] == "n/a"
+        assert cells[8] == f"{row['estimate_gib']:.2f}"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the script would run")

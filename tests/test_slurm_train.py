@@ -25,9 +25,11 @@ def threads_as_clean(env: dict[str, str]) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))}
 
 
-def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_torchrun_nodes_train_like_one_process(parallel, data, clean, tmp_path):  # noqa: F811
+    """Two SLURM tasks, each a torchrun "node" of one rank, under DDP or FSDP2 (sharded over the two)."""
     out = tmp_path / "sbatch"
-    overrides = command(data, out)[3:]
+    overrides = [*command(data, out)[3:], f"parallel={parallel}"]
     _, status = run_batch_job(["--ntasks-per-node=2", "--cpus-per-task=1", "--mem=2G",
                                f"--output={tmp_path}/job.log", "slurm/train.sbatch", *overrides],
                               tmp_path / "job.log", cwd=REPO)
@@ -35,6 +37,7 @@ def test_two_torchrun_nodes_train_like_one_process(data, clean, tmp_path):  # no
     assert status == 0, log
     assert "2 node(s) x 1 rank(s) (0 GPU(s) per node)" in log and "training finished" in log
     assert "requeuing" not in log, "a job that ends normally does not requeue"
+    assert f"the most of 2 rank(s), {parallel})" in log  # the state held per rank, measured
     expected = losses(clean)
     got = losses(out)
     assert sorted(got) == list(range(1, 13))

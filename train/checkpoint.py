@@ -3,9 +3,12 @@
 
 A checkpoint (``model/base/folders.py`` names its files) holds everything a run needs to continue
 exactly: the unwrapped model in ``model/weights.py``'s format (so export and sampling read a
-checkpoint directly; never a compiled or DDP wrapper's names), the optimizer's state, the trainer's
-resumable state (``Trainer.state_dict``: step, tokens seen, the loader's position, the GradScaler,
-bad-step counts, the wandb run id), every RNG of every rank, and the resolved config.
+checkpoint directly; never a compiled or DDP wrapper's names; under ``parallel=fsdp`` gathered whole
+onto rank 0, ``train/sharding.py``), the optimizer's state (torch's layout, with each group's
+parameter names), the trainer's resumable state (``Trainer.state_dict``: step, tokens seen, the
+loader's position, the GradScaler, bad-step counts, the wandb run id), every RNG of every rank, and
+the resolved config. The format is one for ``ddp`` and ``fsdp`` and any number of ranks: a run
+resumes across them.
 
 Saving: every rank writes its RNG state into a temporary folder, rank 0 the rest; after a barrier
 rank 0 writes the ``COMPLETE`` marker, fsyncs and renames the folder into place, then prunes old
@@ -70,6 +73,10 @@ class Resumable(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def whole_states(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]: ...
+
+    def load_whole(self, folder: Path, optimizer_state: dict[str, Any]) -> None: ...
+
 
 class Checkpointer:
     """Saves a run's checkpoints into its run folder and resumes from the newest one that verifies."""
@@ -107,10 +114,12 @@ class Checkpointer:
         return final.path
 
     def _write(self, trainer: Resumable, tmp: CheckpointFolder) -> None:
+        # every rank, before anything can fail on one: a sharded model is gathered to rank 0
+        model, optimizer = trainer.whole_states()
         torch.save(rng_state(), tmp.rng(self.ranks.rank))
         if self.ranks.main:
-            weights.write_files(trainer.model, tmp.path)
-            torch.save(trainer.optimizer.state_dict(), tmp.optimizer)
+            weights.write_state(model, trainer.model.config, tmp.path)
+            torch.save(optimizer, tmp.optimizer)
             torch.save(trainer.state_dict(), tmp.trainer)
             tmp.config.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
@@ -202,8 +211,7 @@ class Checkpointer:
     def _restore(self, found: CheckpointFolder, trainer: Resumable) -> Damaged | None:
         """Load ``found`` into ``trainer``; the damage that stopped it, if any."""
         try:
-            trainer.model.load_state_dict(weights.load(found.path, device=trainer.device).state_dict())
-            trainer.optimizer.load_state_dict(readable(found.optimizer, _load))
+            trainer.load_whole(found.path, readable(found.optimizer, _load))
             trainer.load_state_dict(readable(found.trainer, _load))
             if found.rng(self.ranks.rank).exists():  # a rank the checkpoint lacks keeps its fresh state
                 set_rng_state(readable(found.rng(self.ranks.rank), _load))

@@ -59,17 +59,18 @@ def preload(cfg: TrainConfig, ranks: Ranks) -> None:
              ", ".join(cfg.eval.tasks), time.perf_counter() - started)
 
 
-def scores(trainer: Trainer) -> dict[str, float]:
-    """The tasks' headline figures (rank 0; the other ranks wait for it and get none)."""
+def scores(trainer: Trainer, model: torch.nn.Module | None = None) -> dict[str, float]:
+    """The tasks' headline figures (rank 0; the other ranks wait for it and get none), of ``model``:
+    the trainer's own, or a whole copy of a sharded one (``train/sharding.py``)."""
     figures: dict[str, float] = {}
     if trainer.ranks.main:
-        figures = run_tasks(trainer)
+        figures = run_tasks(trainer, model if model is not None else trainer.model)
     if trainer.ranks.world_size > 1:
         dist.barrier()
     return figures
 
 
-def run_tasks(trainer: Trainer) -> dict[str, float]:
+def run_tasks(trainer: Trainer, model: torch.nn.Module) -> dict[str, float]:
     """``lm_eval.simple_evaluate`` on the trained model, leaving the training as it was."""
     import lm_eval
 
@@ -77,9 +78,8 @@ def run_tasks(trainer: Trainer) -> dict[str, float]:
 
     cfg = trainer.cfg
     started = time.perf_counter()
-    lm = WebtextLM(model=trainer.model, batch_size=cfg.eval.task_batch_size or cfg.micro_batch_size,
-                   dtype=cfg.dtype)
-    with untouched(trainer.model):
+    lm = WebtextLM(model=model, batch_size=cfg.eval.task_batch_size or cfg.micro_batch_size, dtype=cfg.dtype)
+    with untouched(model):
         results = lm_eval.simple_evaluate(
             model=lm, tasks=list(cfg.eval.tasks), task_manager=task_manager(cfg.eval.include_path),
             limit=harness_limit(cfg.eval.task_limit),

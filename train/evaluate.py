@@ -21,18 +21,26 @@ from train.data import Windows
 
 @torch.no_grad()
 def val_loss(model: torch.nn.Module, windows: Windows, indices: np.ndarray, micro_batch: int,
-             device: torch.device, autocast: Any, rank: int = 0, world_size: int = 1) -> float:
-    """Mean cross-entropy over the fixed validation windows (every token counted once)."""
+             device: torch.device, autocast: Any, rank: int = 0, world_size: int = 1,
+             lockstep: bool = False) -> float:
+    """Mean cross-entropy over the fixed validation windows (every token counted once). With
+    ``lockstep`` (a sharded model: each forward pass all-gathers) every rank runs as many passes as
+    rank 0, which has the most windows; a rank out of windows reruns its first, uncounted."""
     mine = indices[rank::world_size]
+    passes = -(-len(indices[0::world_size]) // micro_batch) if lockstep else -(-len(mine) // micro_batch)
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, tokens)
     was_training = model.training
     model.eval()
-    for start in range(0, len(mine), micro_batch):
-        x, y = windows.batch(mine[start: start + micro_batch])
+    for start in range(0, passes * micro_batch, micro_batch):
+        chunk, counted = mine[start: start + micro_batch], 1.0
+        if len(chunk) == 0:
+            chunk, counted = indices[:1], 0.0
+        x, y = windows.batch(chunk)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast():
             _, loss = model(x, y)
-        total += torch.stack([loss.double() * y.numel(), torch.tensor(y.numel(), device=device).double()])
+        total += counted * torch.stack([loss.double() * y.numel(),
+                                        torch.tensor(y.numel(), device=device).double()])
     if world_size > 1:
         dist.all_reduce(total)
     model.train(was_training)

@@ -172,7 +172,7 @@ def score_candidates(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, examples: Sequence[Example], device: torch.device | str,
-             rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+             rank: int = 0, world_size: int = 1, lockstep: bool = False) -> dict[str, Any]:
     """HellaSwag accuracy of ``model`` on ``examples``.
 
     ``model(tokens)`` with tokens (B, T) on ``device`` must return logits (B, T, V) or a tuple whose
@@ -182,7 +182,9 @@ def evaluate(model: nn.Module, examples: Sequence[Example], device: torch.device
     rank returns the same totals (every rank must call this).
 
     Returns ``acc_norm`` and ``acc`` (fractions, NaN when no example was scored), and the counts
-    ``correct_norm``, ``correct`` and ``examples``. The model is put in eval mode for the duration
+    ``correct_norm``, ``correct`` and ``examples``. With ``lockstep`` (a sharded model: each forward
+    pass all-gathers) every rank runs as many passes as rank 0, a rank out of examples rescoring its
+    first, uncounted. The model is put in eval mode for the duration
     (dropout would make scores random) and back in its previous mode after. No autocast here: wrap
     the call in one to evaluate in reduced precision; losses are taken in float32 either way.
     """
@@ -193,10 +195,14 @@ def evaluate(model: nn.Module, examples: Sequence[Example], device: torch.device
     was_training = model.training
     model.eval()
     correct_norm = correct = count = 0
+    mine = list(examples[rank::world_size])
+    extra = len(examples[0::world_size]) - len(mine) if lockstep and examples else 0
     try:
-        for example in examples[rank::world_size]:
+        for i, example in enumerate(mine + [examples[0]] * extra):
             tokens, mask, label = render(example, enc, block_size)
             sum_loss, mean_loss = score_candidates(model, tokens.to(device), mask.to(device))
+            if i >= len(mine):
+                continue  # a lockstep pass, not scored
             correct_norm += int(mean_loss.argmin().item() == label)
             correct += int(sum_loss.argmin().item() == label)
             count += 1

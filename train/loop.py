@@ -1,14 +1,15 @@
-"""The training loop: one process per device, DDP across them, exact resume from checkpoints.
+"""The training loop: one process per device, DDP or FSDP2 across them, exact resume from checkpoints.
 
 A step: this rank's micro-batches of the global batch (``train/data.py``), forward under autocast,
 loss scaled by the accumulation, backward with DDP's gradient all-reduce only on the last micro-step
-(``no_sync`` before), the gradient norm clipped, the learning rate set from the step (linear warmup,
-cosine decay to ``min_lr_ratio``), the optimizer stepped. A step whose loss or gradient norm is not
-finite is skipped: the optimizer does not move and the step is counted; ``max_bad_steps`` of them in
-a row stop the run with the last good checkpoint intact.
+(``no_sync`` before; under ``parallel=fsdp`` each micro-step's gradients are reduce-scattered to
+their shards, ``train/sharding.py``), the gradient norm clipped, the learning rate set from the step
+(linear warmup, cosine decay to ``min_lr_ratio``), the optimizer stepped. A step whose loss or
+gradient norm is not finite is skipped: the optimizer does not move and the step is counted;
+``max_bad_steps`` of them in a row stop the run with the last good checkpoint intact.
 
 The parts: ``build`` makes a rank's ``Trainer`` (model, optimizer, data; resumed by the
-``Checkpointer``, ``train/checkpoint.py``; compiled and wrapped in DDP), ``MetricsLogger`` reports
+``Checkpointer``, ``train/checkpoint.py``; compiled and wrapped in DDP, or sharded), ``MetricsLogger`` reports
 (``train/metrics.py``), ``evaluate`` evaluates (the measures are ``train/evaluate.py``'s, the
 lm-evaluation-harness tasks ``train/eval_tasks.py``'s),
 ``StopRequested`` catches stop signals (``train/signals.py``); ``run`` is the plan of a step.
@@ -26,13 +27,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from model import weights
 from model.base.folders import RunFolder
 from model.base.gate import hold_at_gate
 from model.base.schema import to_dict
 from model.flops import device_name, flops_per_token, peak_flops
 from model.gpt2 import GPT
-from model.memory import GIB, step_memory
-from train import eval_tasks, hellaswag
+from model.memory import GIB, state_bytes_per_rank, step_memory
+from train import eval_tasks, hellaswag, sharding
 from train.checkpoint import Checkpointer, checkpoint_bytes, size
 from train.config import TrainConfig, autocast_dtype
 from train.data import TrainData
@@ -55,10 +57,18 @@ class Trainer:
         self.cfg, self.ranks, self.device = cfg, ranks, device
         self.model, self.optimizer, self.data = model, optimizer, data
         self.net: torch.nn.Module = model  # what the step runs: compiled, DDP-wrapped by ``build``
+        self.sharded = sharding.is_sharded(model)  # parallel=fsdp on more than one rank
         self.autocast_dtype = autocast_dtype(cfg.dtype, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
+        fp16 = self.autocast_dtype == torch.float16
+        if self.sharded:  # the scaler's inf checks see every shard: one verdict for all ranks
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            self.scaler: torch.amp.GradScaler = ShardedGradScaler(device.type, enabled=fp16)
+        else:
+            self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.step, self.tokens, self.bad_in_a_row, self.bad_total = 0, 0, 0, 0
         self.wandb_id: str | None = None
+        self.held: dict[str, int] | None = None  # bytes of state this rank holds, after its first step
 
     def autocast(self) -> Any:
         """The forward passes' autocast context (none in float32)."""
@@ -71,7 +81,7 @@ class Trainer:
         return {"step": self.step, "tokens": self.tokens, "loader": self.data.loader.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total, "wandb_id": self.wandb_id,
-                "world_size": self.ranks.world_size}
+                "world_size": self.ranks.world_size, "parallel": self.cfg.parallel}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.tokens = state["step"], state["tokens"]
@@ -81,6 +91,37 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.wandb_id = state.get("wandb_id")
 
+    def whole_states(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The model's weights (``model/weights.py``'s keys) and the optimizer's state, whole, on rank
+        0 (None on the others). Every rank calls it: a sharded model is gathered tensor by tensor."""
+        if not self.sharded:
+            if not self.ranks.main:
+                return None, None
+            return weights.state_dict(self.model), self.optimizer.state_dict()
+        keep = self.ranks.main
+        model = sharding.gathered({k: v for k, v in self.model.state_dict().items() if k != "lm_head.weight"},
+                                  keep)
+        return model, sharding.gathered(self.optimizer.state_dict(), keep)
+
+    def load_whole(self, folder: Any, optimizer_state: dict[str, Any]) -> None:
+        """Weights from a model folder (a checkpoint) and a whole optimizer state, into this rank's
+        model and optimizer: cut to its shards where it is sharded."""
+        if not self.sharded:
+            self.model.load_state_dict(weights.load(folder, device=self.device).state_dict())
+            self.optimizer.load_state_dict(optimizer_state)
+            return
+        whole = weights.load(folder, device="cpu")  # on the host: only the shards go to the device
+        sharding.load_model_sharded(self.model, whole.state_dict())
+        self.optimizer.load_state_dict(optimizer_state, cut=sharding.optimizer_sharded)
+
+    def measure_held(self) -> None:
+        """The bytes of parameters, gradients and optimizer state this rank holds now."""
+        params = list(self.model.parameters())
+        self.held = {"params": sharding.local_bytes(params),
+                     "grads": sharding.local_bytes(p.grad for p in params),
+                     "optimizer": sharding.local_bytes(v for state in self.optimizer.state.values()
+                                                       for v in state.values())}
+
     def train_step(self) -> dict[str, Any]:
         """One optimizer step; returns the step's mean loss, grad norm, lr and whether it was skipped."""
         hold_at_gate("train_step", self.step)
@@ -89,7 +130,8 @@ class Trainer:
         for part in self.optimizer.parts.values():  # the scaler takes one optimizer at a time
             self.scaler.unscale_(part)
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        clip_grad_norm = sharding.clip_grad_norm if self.sharded else torch.nn.utils.clip_grad_norm_
+        norm = clip_grad_norm(self.model.parameters(), clip)
         lr = lr_at(self.step, self.cfg)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(norm))
         # float16 gradients past 65,504 with a finite loss: the scaler's scale was too high. The step
@@ -105,6 +147,8 @@ class Trainer:
             self.bad_in_a_row += 0 if overflow else 1
             self.bad_total += 1
         self.scaler.update()
+        if self.held is None and finite:
+            self.measure_held()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += self.cfg.total_batch_tokens
@@ -134,19 +178,33 @@ class Trainer:
 
 def build(cfg: TrainConfig, ranks: Ranks, checkpointer: Checkpointer | None = None) -> Trainer:
     """This rank's trainer for ``cfg``: resumed by ``checkpointer`` where it finds a checkpoint, then
-    compiled (``compile``) and wrapped in DDP (several ranks), ready to step."""
+    compiled (``compile``) and wrapped in DDP (several ranks), ready to step. Under ``parallel=fsdp``
+    the model is sharded first (the optimizer is made over the shards) and compiled block by block."""
     device = pick_device(cfg.device, ranks.local_rank)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)  # the same initial weights on every rank, on the host
+    # one process alone has no group to shard over (and nothing to gain); a group of one (bench/gpu.py)
+    # runs FSDP's all-gathers, casts and reduce-scatters on the whole state
+    fsdp = cfg.parallel == "fsdp" and dist.is_initialized()
+    if fsdp:
+        sharding.shard(model, device, autocast_dtype(cfg.dtype, device))  # each rank keeps its shards
+    else:
+        model = model.to(device)
     trainer = Trainer(cfg, ranks, device, model, make_optimizer(model, cfg, device),
                       TrainData.open(cfg, ranks.rank, ranks.world_size))
     torch.manual_seed(cfg.seed * 1000 + ranks.rank)  # dropout's stream: per (seed, rank)
     resumed = checkpointer.load(trainer) if checkpointer else None  # (restores every RNG as it was)
     if resumed and ranks.main:
         log.info("resumed from %s: step %d, %s tokens seen", resumed, trainer.step, f"{trainer.tokens:,}")
+    if fsdp:
+        if cfg.compile:  # in place, block by block: FSDP's hooks stay outside the compiled graphs
+            for block in model.transformer.h:
+                block.compile()
+        trainer.net = model
+        return trainer
     compiled = torch.compile(model) if cfg.compile else model
     ddp_ids = [ranks.local_rank] if device.type == "cuda" else None
     trainer.net = DDP(compiled, device_ids=ddp_ids) if ranks.world_size > 1 else compiled
@@ -180,11 +238,14 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
     eval_tasks.preload(cfg, ranks)
     trainer = build(cfg, ranks, checkpointer)
     stop = StopRequested()
-    logger = None
+    logger, held_logged = None, False
     try:
         logger = start_logging(trainer, folder)
         while trainer.step < cfg.max_steps:
             result = logger.timed(trainer.train_step)
+            if trainer.held is not None and not held_logged:  # the same step on every rank
+                log_held(trainer)
+                held_logged = True
             last = trainer.step == cfg.max_steps
             if result["skipped"]:
                 check_bad_steps(trainer, result)
@@ -209,22 +270,28 @@ def run(cfg: TrainConfig, ranks: Ranks) -> int:
 
 def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
     """Validation loss and HellaSwag (every rank takes part), text samples and lm-evaluation-harness
-    tasks (rank 0), reported."""
+    tasks (rank 0), reported. A sharded model evaluates in lockstep (each rank runs as many forward
+    passes as the others: each all-gathers) and rank 0's part runs on a whole copy of it."""
     cfg, ranks = trainer.cfg, trainer.ranks
     record: dict[str, Any] = {"step": trainer.step}
     data = trainer.data
     record["val_loss"] = val_loss(trainer.model, data.val, data.val_indices, cfg.micro_batch_size,
-                                  trainer.device, trainer.autocast, ranks.rank, ranks.world_size)
+                                  trainer.device, trainer.autocast, ranks.rank, ranks.world_size,
+                                  lockstep=trainer.sharded)
     if cfg.eval.hellaswag:
         examples = hellaswag.read_examples(cfg.eval.hellaswag, cfg.eval.hellaswag_examples)
         with trainer.autocast():
-            scores = hellaswag.evaluate(trainer.model, examples, trainer.device, ranks.rank, ranks.world_size)
+            scores = hellaswag.evaluate(trainer.model, examples, trainer.device, ranks.rank, ranks.world_size,
+                                        lockstep=trainer.sharded)
         record["hellaswag_acc_norm"] = scores["acc_norm"]
-    if ranks.main:
-        logger.samples(trainer.step, text_samples(trainer.model, cfg.eval.prompts, cfg.eval.sample_tokens,
-                                                  cfg.seed))
+    model: GPT | None = trainer.model
+    if trainer.sharded:  # every rank gathers; rank 0 keeps the copy
+        model = sharding.whole_copy(trainer.model, ranks.main, trainer.autocast_dtype)
+    if ranks.main and model is not None:
+        logger.samples(trainer.step, text_samples(model, cfg.eval.prompts, cfg.eval.sample_tokens, cfg.seed))
     if cfg.eval.tasks:
-        record.update(eval_tasks.scores(trainer))
+        record.update(eval_tasks.scores(trainer, model))
+    del model
     logger.evaluation(record)
     return record
 
@@ -242,6 +309,21 @@ def start_logging(trainer: Trainer, folder: RunFolder) -> MetricsLogger:
     logger = MetricsLogger(folder, cfg, trainer.ranks, flops, peak, tracker)
     logger.start(trainer.step)
     return logger
+
+
+def log_held(trainer: Trainer) -> None:
+    """What one rank holds after its first step (parameters, gradients, optimizer state; the most of
+    any rank), beside the memory model's figure: how ``parallel=fsdp`` divides them, measured."""
+    cfg, ranks = trainer.cfg, trainer.ranks
+    held = trainer.held or {}
+    most = {k: max_over_ranks(v, ranks, trainer.device) for k, v in held.items()}
+    parallel = "fsdp" if trainer.sharded else "ddp"
+    expected = state_bytes_per_rank(cfg.model, ranks.world_size, parallel, cfg.optim.name)
+    if ranks.main:
+        log.info("state held per rank (measured after the first step, the most of %d rank(s), %s): "
+                 "parameters %d, gradients %d, optimizer %d = %d bytes; model/memory.py: %d bytes",
+                 ranks.world_size, parallel, most["params"], most["grads"], most["optimizer"],
+                 sum(most.values()), expected.total)
 
 
 def stop_signal(stop: StopRequested, trainer: Trainer) -> int:
@@ -266,19 +348,24 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
     """The model, the batch, the data and the memory the run will use, before its first step."""
     cfg, ranks, device = trainer.cfg, trainer.ranks, trainer.device
     total, data = cfg.max_steps * cfg.total_batch_tokens, len(trainer.data.train) * cfg.model.block_size
-    log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) on %s (%s), %d CPU thread(s) "
+    how = ("fsdp: parameters, gradients and optimizer state sharded over the ranks" if trainer.sharded
+           else "ddp" if ranks.world_size > 1 else "one process")
+    log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) (%s) on %s (%s), %d CPU thread(s) "
              "per rank", cfg.model.name, f"{trainer.model.num_params():,}", flops / 1e9, ranks.world_size,
-             device, device_name(device), torch.get_num_threads())
+             how, device, device_name(device), torch.get_num_threads())
+    if cfg.parallel == "fsdp" and not trainer.sharded:
+        log.warning("parallel=fsdp on one process: there is nothing to shard over; the whole model trains "
+                    "here (start several ranks with torchrun or slurm/train.sbatch to shard it)")
     log.info("%s tokens per step = %d rank(s) x %d micro-batch(es) of %d x %d tokens; %d steps = %s "
              "tokens (%.2f epochs of %s training tokens)", f"{cfg.total_batch_tokens:,}", ranks.world_size,
              trainer.data.loader.accumulation, cfg.micro_batch_size, cfg.model.block_size, cfg.max_steps,
              f"{total:,}", total / data, f"{data:,}")
     memory = step_memory(cfg.model, cfg.micro_batch_size, half_precision=trainer.autocast_dtype is not None,
-                         world_size=ranks.world_size)
+                         world_size=ranks.world_size, parallel="fsdp" if trainer.sharded else "ddp",
+                         optimizer=cfg.optim.name)
     log_optimizer(trainer, flops)
     log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),
-             (", torch.compile needs less" if cfg.compile else "")
-             + (", Muon's state 4 bytes less per matrix parameter" if cfg.optim.name == "muon" else ""),
+             ", torch.compile needs less" if cfg.compile else "",
              "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s")
     warn_if_disk_is_short(trainer)
     if device.type == "cuda":

@@ -11,14 +11,14 @@ follows it from its own peak (``max_lr``, ``muon.lr``) over its own warmup.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from model.gpt2 import BLOCK_MATRICES as HIDDEN_MATRICES
 from model.gpt2 import GPT
 from train.config import OptimConfig, TrainConfig
-
-HIDDEN_MATRICES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -67,31 +67,39 @@ class Optimizers:
             return self.parts["adamw"].state_dict()
         return {name: part.state_dict() for name, part in self.parts.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], cut: Callable[[torch.optim.Optimizer, dict[str, Any]],
+                                                                 dict[str, Any]] | None = None) -> None:
+        """``state`` as ``state_dict`` wrote it; ``cut(part, its state)``, where given, first lays each
+        part's whole tensors out as its parameters are (their shards, ``train/sharding.py``)."""
+        cut = cut or (lambda _, whole: whole)
         if list(self.parts) == ["adamw"]:
-            self.parts["adamw"].load_state_dict(state)
+            self.parts["adamw"].load_state_dict(cut(self.parts["adamw"], state))
             return
         for name, part in self.parts.items():
-            part.load_state_dict(state[name])
+            part.load_state_dict(cut(part, state[name]))
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> Optimizers:
     """AdamW with weight decay on matrices only (not biases, LayerNorms); fused kernels (on CPU too:
     the plain loop's temporaries cost several times more). With ``optim.name=muon``, the blocks'
-    matrices go to Muon instead."""
+    matrices go to Muon instead (``ShardedMuon`` where they are sharded: it orthogonalizes each whole).
+    Parameters are given with their names, which each group's state dict keeps (``param_names``)."""
+    from train.sharding import ShardedMuon, is_sharded
+
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    hidden = [p for n, p in named if cfg.optim.name == "muon" and n.endswith(HIDDEN_MATRICES)]
-    chosen = {id(p) for p in hidden}
-    rest = [p for _, p in named if id(p) not in chosen]
+    hidden = [(n, p) for n, p in named if cfg.optim.name == "muon" and n.endswith(HIDDEN_MATRICES)]
+    chosen = {id(p) for _, p in hidden}
+    rest = [(n, p) for n, p in named if id(p) not in chosen]
     o = cfg.optim
-    groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": o.weight_decay},
-              {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [{"params": [(n, p) for n, p in rest if p.dim() >= 2], "weight_decay": o.weight_decay},
+              {"params": [(n, p) for n, p in rest if p.dim() < 2], "weight_decay": 0.0}]
     parts: dict[str, torch.optim.Optimizer] = {
         "adamw": torch.optim.AdamW(groups, lr=o.max_lr, betas=(o.beta1, o.beta2), eps=1e-8,
                                    fused=device.type in ("cuda", "cpu"))}
     if hidden:
-        parts["muon"] = torch.optim.Muon(hidden, lr=o.muon.lr, momentum=o.muon.momentum,
-                                         weight_decay=o.muon.weight_decay, ns_steps=o.muon.ns_steps)
+        muon = ShardedMuon if is_sharded(model) else torch.optim.Muon
+        parts["muon"] = muon(hidden, lr=o.muon.lr, momentum=o.muon.momentum,
+                             weight_decay=o.muon.weight_decay, ns_steps=o.muon.ns_steps)
     return Optimizers(parts, cfg)
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from model.memory import state_bytes_per_rank
 from tests.conftest import REPO
@@ -179,3 +180,44 @@ def test_sharded_muon_orthogonalizes_whole_matrices_to_the_bit(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("same as torch.optim.Muon") == 2
+
+
+# --- lockstep evaluation: every rank runs as many forward passes as rank 0 -------------------------
+
+
+def counting_model():
+    from model.config import GPTConfig
+    from model.gpt2 import GPT
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(name="probe", n_layer=1, n_head=2, n_embd=32, block_size=32, vocab_size=512))
+    model.calls = 0
+
+    def count(*_):
+        model.calls += 1
+
+    model.register_forward_pre_hook(count)
+    return model
+
+
+def test_lockstep_validation_runs_rank_0s_passes_and_counts_each_window_once(data, monkeypatch):  # noqa: F811
+    from contextlib import nullcontext
+
+    import numpy as np
+
+    from train.data import Windows, shard_paths
+    from train.evaluate import val_loss
+
+    windows = Windows.open(shard_paths(str(data), "val_*.bin"), 32)
+    indices, cpu = np.arange(9), torch.device("cpu")
+    model = counting_model()
+    whole = val_loss(model, windows, indices, 2, cpu, nullcontext)
+    sums = []
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, *a, **k: sums.append(tensor.clone()))
+    for rank in (0, 1):  # 5 windows and 4: 3 passes of 2 each
+        model.calls = 0
+        val_loss(model, windows, indices, 2, cpu, nullcontext, rank, 2, lockstep=True)
+        assert model.calls == 3, rank
+    total = sums[0] + sums[1]
+    assert total[1].item() == 9 * 32  # every window's tokens once
+    assert (total[0] / total[1]).item() == pytest.approx(whole, rel=1e-6)  # other batches: fp32 sums

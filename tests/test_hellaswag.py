@@ -300,3 +300,16 @@ def test_counts_are_summed_over_ranks(monkeypatch, enc, examples):
     assert calls == [torch.distributed.ReduceOp.SUM]
     assert total == single
     assert total["examples"] == 7 and total["correct_norm"] >= 4
+
+
+def test_lockstep_ranks_score_their_share_in_rank_0s_number_of_passes(enc, examples):
+    """A sharded model's forward passes all-gather: every rank must run as many as rank 0 (the most
+    examples), the extra ones uncounted."""
+    stub = Oracle({candidate(enc, e, e.label): 0.9 for e in examples})
+    passes = []
+    stub.register_forward_pre_hook(lambda *_: passes.append(1))
+    for rank in range(3):  # 7 examples: 3, 2 and 2
+        passes.clear()
+        result = evaluate(stub, examples, "cpu", rank=rank, world_size=3, lockstep=True)
+        assert len(passes) == 3, rank
+        assert result["examples"] == result["correct_norm"] == len(examples[rank::3])

@@ -224,3 +224,35 @@ def test_one_headline_figure_per_task_or_group():
         "eval/lambada_openai/acc": 0.33, "eval/hellaswag/acc_norm": 0.31,
         "eval/wikitext/word_perplexity": 37.4, "eval/gsm8k/exact_match,strict-match": 0.02,
         "eval/mmlu/acc": 0.25, "eval/task_a/bleu": 3.5, "eval/task_b/exact_match": 0.4}
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_evaluate_in_lockstep_with_tasks_and_hellaswag(data, tasks, tmp_path):  # noqa: F811
+    """Two FSDP ranks: the validation windows (3) and HellaSwag's examples (7) split unevenly, so a
+    rank runs forward passes it does not count (each all-gathers; a missing one would hang the other),
+    and the harness runs on rank 0's whole copy of the model. Everything as one process has it."""
+    from tests.test_hellaswag import FIXTURE
+
+    extra = ["model.dropout=0.0", "model.block_size=64", "micro_batch_size=1", "total_batch_tokens=128",
+             "eval_tokens=192", "optim.max_lr=3e-3", f"eval.hellaswag={FIXTURE}"]  # 64: HellaSwag's endings
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    single = subprocess.run(tiny_command(data, one, *extra), cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    sharded = tiny_command(data, two, *extra, "parallel=fsdp", f"eval.tasks=[{','.join(TASKS)}]",
+                           f"eval.include_path={tasks}", "eval.task_limit=2")
+    done = subprocess.run([*torchrun, *sharded[1:]], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fsdp: parameters, gradients and optimizer state sharded" in done.stdout + done.stderr
+    expected, got = losses(one), losses(two)
+    assert sorted(got) == sorted(expected), got
+    assert all(abs(got[s] - expected[s]) < 1e-5 for s in got), (got, expected)
+    theirs, ours = evaluation_records(one), evaluation_records(two)
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == [3, 6]
+    for mine, single_record in zip(ours, theirs, strict=True):
+        assert mine["val_loss"] == pytest.approx(single_record["val_loss"], abs=1e-5)
+        assert mine["hellaswag_acc_norm"] == single_record["hellaswag_acc_norm"]
+        assert_figures(mine)
+    samples = [json.loads(line) for line in (two / "samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["text"] for s in samples)  # rank 0's copy wrote text samples

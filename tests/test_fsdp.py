@@ -221,3 +221,15 @@ def test_lockstep_validation_runs_rank_0s_passes_and_counts_each_window_once(dat
     total = sums[0] + sums[1]
     assert total[1].item() == 9 * 32  # every window's tokens once
     assert (total[0] / total[1]).item() == pytest.approx(whole, rel=1e-6)  # other batches: fp32 sums
+
+
+def test_float16_under_fsdp_trains_with_the_sharded_gradient_scaler(data, tmp_path):  # noqa: F811
+    """fp16 autocast (GPUs without bf16: a V100): FSDP all-gathers fp16 parameters and the gradient
+    scaler's inf checks span every shard. Not bitwise DDP's (fp16 weights in the matmuls against
+    autocast's casts of fp32 ones): within fp16's rounding of one process's run."""
+    fp16 = ["max_steps=8", "dtype=float16", "device=cpu"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(command(data, one, *fp16, "optim.max_lr=3e-3"))
+    output = train(run20(data, two, *fp16, "parallel=fsdp", micro(2), ranks=2))
+    assert "fsdp: parameters, gradients and optimizer state sharded" in output
+    assert_same_steps(losses(two), losses(one), 5e-3)

@@ -18,7 +18,7 @@ import torch
 
 from model.gpt2 import BLOCK_MATRICES as HIDDEN_MATRICES
 from model.gpt2 import GPT
-from train.config import OptimConfig, TrainConfig
+from train.config import OptimConfig, TrainConfig, autocast_dtype
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -93,9 +93,12 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> Optimi
     o = cfg.optim
     groups = [{"params": [(n, p) for n, p in rest if p.dim() >= 2], "weight_decay": o.weight_decay},
               {"params": [(n, p) for n, p in rest if p.dim() < 2], "weight_decay": 0.0}]
+    # fused kernels take the float16 gradient scaler's inverse scale as a (1,) tensor, which sharded
+    # parameters' steps cannot broadcast (torch 2.13): there the scaler unscales first, as for foreach
+    fused = device.type in ("cuda", "cpu") and not (
+        is_sharded(model) and autocast_dtype(cfg.dtype, device) == torch.float16)
     parts: dict[str, torch.optim.Optimizer] = {
-        "adamw": torch.optim.AdamW(groups, lr=o.max_lr, betas=(o.beta1, o.beta2), eps=1e-8,
-                                   fused=device.type in ("cuda", "cpu"))}
+        "adamw": torch.optim.AdamW(groups, lr=o.max_lr, betas=(o.beta1, o.beta2), eps=1e-8, fused=fused)}
     if hidden:
         muon = ShardedMuon if is_sharded(model) else torch.optim.Muon
         parts["muon"] = muon(hidden, lr=o.muon.lr, momentum=o.muon.momentum,

@@ -31,6 +31,7 @@ from model import weights
 from model.base.folders import RunFolder
 from model.base.gate import hold_at_gate
 from model.base.schema import to_dict
+from model.base.tokenizer import VOCAB_SIZE
 from model.flops import device_name, flops_per_token, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, state_bytes_per_rank, step_memory
@@ -285,7 +286,8 @@ def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
                                         lockstep=trainer.sharded)
         record["hellaswag_acc_norm"] = scores["acc_norm"]
     model: GPT | None = trainer.model
-    if trainer.sharded:  # every rank gathers; rank 0 keeps the copy
+    samples = bool(cfg.eval.prompts) and cfg.model.vocab_size >= VOCAB_SIZE  # text_samples' own test
+    if trainer.sharded and (samples or cfg.eval.tasks):  # every rank gathers; rank 0 keeps the copy
         model = sharding.whole_copy(trainer.model, ranks.main, trainer.autocast_dtype)
     if ranks.main and model is not None:
         logger.samples(trainer.step, text_samples(model, cfg.eval.prompts, cfg.eval.sample_tokens, cfg.seed))
@@ -350,9 +352,9 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
     total, data = cfg.max_steps * cfg.total_batch_tokens, len(trainer.data.train) * cfg.model.block_size
     how = ("fsdp: parameters, gradients and optimizer state sharded over the ranks" if trainer.sharded
            else "ddp" if ranks.world_size > 1 else "one process")
-    log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) (%s) on %s (%s), %d CPU thread(s) "
-             "per rank", cfg.model.name, f"{trainer.model.num_params():,}", flops / 1e9, ranks.world_size,
-             how, device, device_name(device), torch.get_num_threads())
+    log.info("model %s: %s parameters, %.3f GFLOP per token; %d rank(s) on %s (%s), %d CPU thread(s) "
+             "per rank (%s)", cfg.model.name, f"{trainer.model.num_params():,}", flops / 1e9,
+             ranks.world_size, device, device_name(device), torch.get_num_threads(), how)
     if cfg.parallel == "fsdp" and not trainer.sharded:
         log.warning("parallel=fsdp on one process: there is nothing to shard over; the whole model trains "
                     "here (start several ranks with torchrun or slurm/train.sbatch to shard it)")

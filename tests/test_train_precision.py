@@ -1,6 +1,6 @@
 """The code paths a GPU run takes, driven on CPU with real torch: autocast in bf16 and fp16, the
 gradient scaler of fp16 (an overflowed step skipped, its state through a resume), and
-``compile=true`` with two DDP ranks.
+``compile=true`` with two DDP ranks, and two FSDP2 ranks.
 
 Tolerances, and why (the first step: same weights, same batch, only rounding differs; the loss of
 a fresh model is a mean over 128 tokens of near-uniform log-probabilities, so per-value rounding
@@ -107,7 +107,9 @@ def test_fp16_overflow_skips_the_step_halves_the_scale_and_resumes_exactly(data,
 
 
 @pytest.mark.slow
-def test_compile_with_two_ddp_ranks_equals_eager(data, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_compile_with_two_ranks_equals_eager(parallel, data, tmp_path):  # noqa: F811
+    """DDP wraps the compiled model; under FSDP2 each block is compiled in place, its hooks outside."""
     import subprocess
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -115,7 +117,7 @@ def test_compile_with_two_ddp_ranks_equals_eager(data, tmp_path):  # noqa: F811
     for mode in ("false", "true"):
         out = tmp_path / f"compile_{mode}"
         kept = [a for a in command(data, out)[1:] if not a.startswith(("max_steps=", "deterministic="))]
-        argv = [*torchrun, *kept, f"compile={mode}", "max_steps=4", "device=cpu"]
+        argv = [*torchrun, *kept, f"compile={mode}", "max_steps=4", "device=cpu", f"parallel={parallel}"]
         done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         curves[mode] = losses(out)

@@ -58,6 +58,7 @@ def bench(name: str, repeat: int) -> None:
     )
 
     from model.gpt2 import GPT
+    from model.weights import tied_once
     from train.config import compose
     from train.sharding import gathered, shard
 
@@ -75,7 +76,7 @@ def bench(name: str, repeat: int) -> None:
     keep = rank == 0
 
     def ours():
-        state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+        state = tied_once(model.state_dict())
         return gathered(state, keep), gathered(optimizer.state_dict(), keep)
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -21,17 +21,20 @@ buffer instead, 4 bytes. Then, by parallelism:
   bytes each; DDP's gradient buckets, 4 bytes per parameter on more than one rank;
 - ``fsdp``: FSDP2 shards each parameter on its first dimension, padded to equal chunks: a (d0, ...)
   parameter takes ceil(d0 / ranks) rows of storage on every rank, and its gradient and optimizer
-  state as many (rank 0's chunk is always the full one: the figure given). Unsharded for compute, in
-  the compute dtype (2 bytes under half precision: the mixed-precision policy all-gathers in bf16, so
-  there are no autocast copies; 4 in float32): the root's parameters (token embedding, positions,
-  final LayerNorm; FSDP2 does not reshard the root after the forward, so they stay through the
-  backward) and two blocks' at a time (the one computing and the one prefetched). The gradients being
+  state as many (rank 0's chunk is always the full one: the figure given). Unsharded for compute:
+  the root's parameters in fp32 (token embedding, positions, final LayerNorm, kept fp32 as under
+  DDP; FSDP2 does not reshard the root after the forward, so they stay through the backward), with
+  autocast's half-precision copy of the output matrix under half precision; and two blocks' at a
+  time (the one computing and the one prefetched) in the compute dtype (2 bytes under half
+  precision: the mixed-precision policy all-gathers them in bf16, so there are no autocast copies
+  of theirs; 4 in float32). The gradients being
   reduce-scattered, unsharded in fp32: one block's, and the root's (the embedding's gradient lives
   until the end of the backward).
 
 Not counted: the CUDA context, NCCL's buffers and the allocator's slack (about 0.5 to 2 GiB: the
-margin of train/preflight.py), evaluation (no gradients: less), ``torch.compile``, whose fused
-kernels keep less, and the optimizer's few-byte ``step`` counters.
+margin of train/preflight.py), evaluation (no gradients: less; but under ``fsdp`` rank 0 evaluates
+text samples and harness tasks on a whole fp32 copy, 4 bytes per parameter for its duration),
+``torch.compile``, whose fused kernels keep less, and the optimizer's few-byte ``step`` counters.
 """
 
 from __future__ import annotations
@@ -172,7 +175,9 @@ def step_memory(cfg: GPTConfig, micro_batch_size: int, half_precision: bool = Tr
     state = state_bytes_per_rank(cfg, world_size, parallel, optimizer)
     if parallel == "fsdp":
         root, block = _unsharded(cfg, world_size)
-        copies = (2 if half_precision else 4) * (root + min(2, L) * block)
+        # the root stays fp32 (train/sharding.py); autocast casts its output matrix for the logits
+        copies = 4 * root + (2 * padded_vocab_size(cfg) * h if half_precision else 0) \
+            + (2 if half_precision else 4) * min(2, L) * block
         communication = 4 * (root + block)
     else:
         matrices = L * 12 * h * h + padded_vocab_size(cfg) * h

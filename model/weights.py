@@ -43,9 +43,14 @@ def write_state(state: dict[str, torch.Tensor], cfg: GPTConfig, folder: Path) ->
     (folder / MODEL_CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
 
+def tied_once(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's state dict without ``lm_head.weight``: the tied output matrix is the token embedding."""
+    return {k: v for k, v in state.items() if k != "lm_head.weight"}
+
+
 def state_dict(model: GPT) -> dict[str, torch.Tensor]:
     """The parameters to store: the tied output matrix is the token embedding, stored once."""
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    return {k: v.detach().cpu().contiguous() for k, v in tied_once(model.state_dict()).items()}
 
 
 def read_config(folder: Path) -> GPTConfig:
@@ -61,7 +66,7 @@ def assemble(cfg: GPTConfig, state: dict[str, torch.Tensor], source: Path | str)
     """
     with torch.device("meta"):
         model = GPT(cfg)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    expected = {k: v.shape for k, v in tied_once(model.state_dict()).items()}
     if state.keys() != expected.keys():
         missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
         raise ValueError(f"{source}: the weights are not a GPT-2 of this shape; missing {missing[:5]}, "

@@ -158,14 +158,15 @@ def test_fsdp_peaks_below_ddp_for_gpt2_xl_and_shrinks_with_the_ranks():
 
 
 def test_fsdps_unsharded_weights_and_gradients():
-    """The root (token embedding, positions, final LayerNorm) and two blocks unsharded in the compute
-    dtype; one block's and the root's gradients in fp32."""
+    """The root (token embedding, positions, final LayerNorm) unsharded in fp32 with autocast's copy
+    of the output matrix, two blocks in the compute dtype; one block's and the root's gradients in
+    fp32."""
     cfg = xl()
     h, root = cfg.n_embd, (50304 + cfg.block_size) * cfg.n_embd + 2 * cfg.n_embd
     block = 12 * h * h + 13 * h
     for half, size in ((True, 2), (False, 4)):
         peak = step_memory(cfg, 4, half_precision=half, world_size=8, parallel="fsdp")
-        assert peak.weight_copies == size * (root + 2 * block)
+        assert peak.weight_copies == 4 * root + (2 * 50304 * h if half else 0) + size * 2 * block
         assert peak.communication == 4 * (root + block)
     assert step_memory(cfg, 4, world_size=1).communication == 0
     assert step_memory(cfg, 4, world_size=2).communication == 4 * stored_params(cfg)

@@ -96,7 +96,10 @@ class Checkpointer:
         main = self.ranks.main
         fresh = lambda: (remove(tmp.path), tmp.path.mkdir(parents=True))  # noqa: E731
         self._together(trainer, tmp, fresh if main else None)
-        self._together(trainer, tmp, lambda: self._write(trainer, tmp))  # every rank: its RNG states
+        # every rank, outside _together: a gather that fails on one rank (out of memory) must crash the
+        # job, not send that rank to _together's all-reduce while the others still gather
+        states = trainer.whole_states()  # a sharded model gathered onto rank 0's host
+        self._together(trainer, tmp, lambda: self._write(trainer, tmp, *states))  # every rank: its RNGs
         if main:
             hold_at_gate("checkpoint", trainer.step)
         self._together(trainer, tmp, (lambda: (tmp.seal(), publish(tmp.path, final.path))) if main else None)
@@ -113,9 +116,8 @@ class Checkpointer:
         self._barrier()
         return final.path
 
-    def _write(self, trainer: Resumable, tmp: CheckpointFolder) -> None:
-        # every rank, before anything can fail on one: a sharded model is gathered to rank 0
-        model, optimizer = trainer.whole_states()
+    def _write(self, trainer: Resumable, tmp: CheckpointFolder, model: dict[str, Any] | None,
+               optimizer: dict[str, Any] | None) -> None:
         torch.save(rng_state(), tmp.rng(self.ranks.rank))
         if self.ranks.main:
             weights.write_state(model, trainer.model.config, tmp.path)
@@ -231,7 +233,7 @@ def _any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
 
 def checkpoint_bytes(trainer: Resumable) -> int:
     """About what one checkpoint of ``trainer`` takes on disk: weights and optimizer state."""
-    tensors = [t for k, t in trainer.model.state_dict().items() if k != "lm_head.weight"]  # tied: once
+    tensors = list(weights.tied_once(trainer.model.state_dict()).values())
     tensors += [t for state in trainer.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
     if not trainer.optimizer.state:  # before the first step: AdamW's two moments, not made yet
         tensors += [p for p in trainer.model.parameters()] * 2

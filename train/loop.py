@@ -100,8 +100,7 @@ class Trainer:
                 return None, None
             return weights.state_dict(self.model), self.optimizer.state_dict()
         keep = self.ranks.main
-        model = sharding.gathered({k: v for k, v in self.model.state_dict().items() if k != "lm_head.weight"},
-                                  keep)
+        model = sharding.gathered(weights.tied_once(self.model.state_dict()), keep)
         return model, sharding.gathered(self.optimizer.state_dict(), keep)
 
     def load_whole(self, folder: Any, optimizer_state: dict[str, Any]) -> None:
@@ -288,7 +287,7 @@ def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
     model: GPT | None = trainer.model
     samples = bool(cfg.eval.prompts) and cfg.model.vocab_size >= VOCAB_SIZE  # text_samples' own test
     if trainer.sharded and (samples or cfg.eval.tasks):  # every rank gathers; rank 0 keeps the copy
-        model = sharding.whole_copy(trainer.model, ranks.main, trainer.autocast_dtype)
+        model = sharding.whole_copy(trainer.model, ranks.main)
     if ranks.main and model is not None:
         logger.samples(trainer.step, text_samples(model, cfg.eval.prompts, cfg.eval.sample_tokens, cfg.seed))
     if cfg.eval.tasks:

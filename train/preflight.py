@@ -194,8 +194,12 @@ def choose_micro_batch(cfg: TrainConfig, world_size: int, device_bytes: int,
         if micro_batch_memory(cfg, world_size, micro_batch, device_type).total <= usable:
             return micro_batch
     need = micro_batch_memory(cfg, world_size, 1, device_type)
-    ways = ("shard the model over the ranks with parallel=fsdp" if cfg.parallel == "ddp" else
-            f"use more GPUs (parallel=fsdp's state shrinks with the ranks: {world_size} now)")
+    if cfg.parallel == "fsdp":
+        ways = f"use more GPUs (parallel=fsdp's state shrinks with the ranks: {world_size} now)"
+    elif world_size == 1:
+        ways = "train on several GPUs with parallel=fsdp (one process has nothing to shard over)"
+    else:
+        ways = "shard the model over the ranks with parallel=fsdp"
     raise PreflightError(
         f"model={cfg.model.name} under parallel={cfg.parallel} on {world_size} rank(s) needs "
         f"{need.total / GIB:.1f} GiB per rank at micro-batch 1 ({need.describe()}), more than the "
@@ -213,16 +217,22 @@ def device_memory(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
         import torch
 
         return torch.cuda.mem_get_info(device)[0], f"free on {device}"
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "the host's available memory"
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # the node's ranks share the host
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // max(1, ranks_here)
+    return available, f"the host's available memory over {ranks_here} rank(s)"
 
 
 def resolve_micro_batch(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> int:
     """``cfg.micro_batch_size``, with ``auto`` chosen for this device; every rank calls it, and all take
     the smallest rank's choice (one whose GPU has less free takes the others down with it, not out)."""
+    import torch.distributed as dist
+
     from train.distributed import max_over_ranks
 
     if cfg.micro_batch_size != "auto":
         return cfg.micro_batch_size
+    if not dist.is_initialized():  # one process trains unsharded whatever parallel says (train/loop.py)
+        cfg = replace(cfg, parallel="ddp")
     memory, source = device_memory(cfg, device)
     failure = None
     try:

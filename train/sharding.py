@@ -22,8 +22,8 @@ What needs care, here:
   which Newton-Schulz starts by casting to anyway), runs the same iteration as ``torch.optim.Muon``
   on it, and keeps this rank's rows of the result; a shard is never orthogonalized on its own;
 - evaluation: every rank takes part in every forward (a sharded model all-gathers), so the
-  evaluations run in lockstep (``train/evaluate.py``) and rank 0's own work (the lm-evaluation-harness
-  tasks) runs on a whole copy (``whole_copy``).
+  evaluations run in lockstep (``train/evaluate.py``) and rank 0's own work (text samples, the
+  lm-evaluation-harness tasks) runs on a whole fp32 copy (``whole_copy``).
 """
 
 from __future__ import annotations
@@ -38,19 +38,30 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, Replicate, distribute_tensor
 from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 
+from model import weights
 from model.gpt2 import GPT
 
 
 def shard(model: GPT, device: torch.device, compute_dtype: torch.dtype | None) -> None:
     """``fully_shard`` each block, then the root (the embeddings, the final LayerNorm), over all ranks;
-    parameters move to ``device`` as they are sharded. ``compute_dtype``: autocast's, which the
-    parameters are all-gathered in (gradients reduced in fp32); None keeps fp32 throughout."""
+    parameters move to ``device`` as they are sharded. ``compute_dtype``: autocast's, which the blocks'
+    parameters are all-gathered in (what autocast would cast their matrices to anyway; gradients
+    reduced in fp32); None keeps fp32 throughout. The rest stays as DDP computes it: the residual
+    stream in fp32 (the blocks' inputs are not cast), and in fp32 the parameters autocast would not
+    cast, the root's (embeddings, final LayerNorm) and each block's two LayerNorms, sharded as a
+    group of their own (one small all-gather more per block)."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    policy = (MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
-              if compute_dtype is not None else MixedPrecisionPolicy())
+    whole = MixedPrecisionPolicy()  # fp32 all-gathers and reductions: nothing cast
+    if compute_dtype is None:
+        blocks = whole
+    else:
+        blocks = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32,
+                                      cast_forward_inputs=False)
     for block in model.transformer.h:
-        fully_shard(block, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+        if compute_dtype is not None:
+            fully_shard([block.ln_1, block.ln_2], mesh=mesh, mp_policy=whole)
+        fully_shard(block, mesh=mesh, mp_policy=blocks)
+    fully_shard(model, mesh=mesh, mp_policy=whole)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
@@ -60,19 +71,18 @@ def is_sharded(model: torch.nn.Module) -> bool:
 # --- whole tensors from shards and back -------------------------------------------------------------
 
 
-def gathered(tree: Any, keep: bool) -> Any:
+def gathered(tree: Any, keep: bool, host: bool = True) -> Any:
     """``tree`` (a state dict: dicts, lists, tensors, numbers) with every sharded tensor whole, on the
-    host where ``keep`` (rank 0), None elsewhere. Every rank calls it, in the same order: each
-    sharded tensor is one all-gather, so at most one whole tensor at a time is on the device."""
-    if isinstance(tree, DTensor):
-        whole = tree.full_tensor()
-        return whole.cpu() if keep else None
+    host (``host``; else on its device) where ``keep`` (rank 0), None elsewhere. Every rank calls it,
+    in the same order: each sharded tensor is one all-gather, so at most one whole tensor at a time
+    is on a device that does not keep them."""
     if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu() if keep else None
+        whole = tree.full_tensor() if isinstance(tree, DTensor) else tree.detach()
+        return (whole.cpu() if host else whole) if keep else None
     if isinstance(tree, dict):
-        return {k: gathered(v, keep) for k, v in tree.items()}
+        return {k: gathered(v, keep, host) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return type(tree)(gathered(v, keep) for v in tree)
+        return type(tree)(gathered(v, keep, host) for v in tree)
     return tree
 
 
@@ -88,10 +98,7 @@ def like(whole: torch.Tensor, shape_of: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def load_model_sharded(model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> None:
     """Copy a whole model's state (``model/weights.py``'s, every rank's copy) into ``model``'s shards."""
-    mine = model.state_dict()
-    for name, tensor in mine.items():
-        if name == "lm_head.weight":
-            continue  # tied to the token embedding, which is stored
+    for name, tensor in weights.tied_once(model.state_dict()).items():
         tensor.copy_(like(whole[name], tensor))
 
 
@@ -168,14 +175,8 @@ def local_bytes(tensors: Iterable[Any]) -> int:
     return sum(seen.values())
 
 
-def whole_copy(model: GPT, keep: bool, dtype: torch.dtype | None) -> GPT | None:
-    """An unsharded copy of a sharded ``model`` on its device, on the rank where ``keep``, in ``dtype``
-    (autocast's: half the memory) or fp32; every rank calls it (each tensor is an all-gather)."""
-    from model import weights
-
-    state = gathered({k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}, keep)
-    if not keep:
-        return None
-    device = next(model.parameters()).device
-    copy = weights.assemble(model.config, state, source="the sharded model")
-    return copy.to(device=device, dtype=dtype or torch.float32)
+def whole_copy(model: GPT, keep: bool) -> GPT | None:
+    """An unsharded copy of a sharded ``model``, in fp32 on its device (what DDP's rank 0 evaluates:
+    the same figures), on the rank where ``keep``; every rank calls it (each tensor an all-gather)."""
+    state = gathered(weights.tied_once(model.state_dict()), keep, host=False)
+    return weights.assemble(model.config, state, source="the sharded model") if keep else None

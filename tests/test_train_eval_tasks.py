@@ -235,13 +235,13 @@ def test_fsdp_ranks_evaluate_in_lockstep_with_tasks_and_hellaswag(data, tasks, t
 
     extra = ["model.dropout=0.0", "model.block_size=64", "micro_batch_size=1", "total_batch_tokens=128",
              "eval_tokens=192", "optim.max_lr=3e-3", f"eval.hellaswag={FIXTURE}"]  # 64: HellaSwag's endings
+    extra += [f"eval.tasks=[{','.join(TASKS)}]", f"eval.include_path={tasks}", "eval.task_limit=2"]
     one, two = tmp_path / "one", tmp_path / "fsdp"
     single = subprocess.run(tiny_command(data, one, *extra), cwd=REPO, capture_output=True, text=True,
                             timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    sharded = tiny_command(data, two, *extra, "parallel=fsdp", f"eval.tasks=[{','.join(TASKS)}]",
-                           f"eval.include_path={tasks}", "eval.task_limit=2")
+    sharded = tiny_command(data, two, *extra, "parallel=fsdp")
     done = subprocess.run([*torchrun, *sharded[1:]], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "fsdp: parameters, gradients and optimizer state sharded" in done.stdout + done.stderr
@@ -254,5 +254,7 @@ def test_fsdp_ranks_evaluate_in_lockstep_with_tasks_and_hellaswag(data, tasks, t
         assert mine["val_loss"] == pytest.approx(single_record["val_loss"], abs=1e-5)
         assert mine["hellaswag_acc_norm"] == single_record["hellaswag_acc_norm"]
         assert_figures(mine)
+        for key in KEYS:  # the harness on rank 0's whole copy: the single process's figures
+            assert mine[key] == pytest.approx(single_record[key], rel=1e-4), key
     samples = [json.loads(line) for line in (two / "samples.jsonl").read_text().splitlines()]
     assert samples and all(s["text"] for s in samples)  # rank 0's copy wrote text samples

@@ -59,13 +59,13 @@ def bench(name: str, repeat: int) -> None:
 
     from model.gpt2 import GPT
     from model.weights import tied_once
-    from train.config import compose
+    from train.preflight import recipe
     from train.sharding import gathered, shard
 
     rank = dist.get_rank()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
-    cfg = compose([f"model={name}", "data.dir=unused"])
+    cfg = recipe(name)
     torch.manual_seed(0)
     model = GPT(cfg.model)
     shard(model, device, None)

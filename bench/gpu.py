@@ -13,7 +13,7 @@ the device. ``ddp`` on one device is the plain model; ``fsdp`` is FSDP2 over a p
 whole state (one rank shards nothing): its cost in time beside ``ddp``'s, and its peak beside
 ``model/memory.py``'s estimate for ``parallel=fsdp``. The config is the recipe
 ``python -m train model=NAME`` composes (conf/train.yaml and conf/model/NAME.yaml, through
-``train.config.compose``), with the benchmark's fields replaced and validated again: ``device=cuda``,
+``train.preflight.recipe``), with the benchmark's fields replaced and validated again: ``device=cuda``,
 ``dtype=bfloat16`` (bf16 autocast, fp32 weights and AdamW state), block size 1,024, ``deterministic=false``,
 one micro-batch per step (``total_batch_tokens = micro_batch x block``: no accumulation), ``max_steps``
 100,000 and 1 warmup step so the learning-rate schedule is practically constant, no evaluation,
@@ -98,9 +98,10 @@ from model.base.schema import validate
 from model.config import GPTConfig
 from model.flops import device_name, flops_per_token, mfu, peak_flops
 from model.memory import GIB, step_memory
-from train.config import DataConfig, TrainConfig, compose
+from train.config import DataConfig, TrainConfig
 from train.distributed import Ranks
 from train.loop import build
+from train.preflight import recipe as train_recipe
 
 log = logging.getLogger("webtext.bench.gpu")
 
@@ -174,7 +175,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def recipe(name: str, block_size: int) -> TrainConfig:
     """What ``python -m train model=NAME`` runs (its micro-batch, optimizer), at ``block_size``."""
-    cfg = compose([f"model={name}", "data.dir=unused"])
+    cfg = train_recipe(name)
     cfg.model = dataclasses.replace(cfg.model, block_size=block_size)
     return cfg
 

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from model.base.tokenizer import VOCAB_SIZE, gpt2_encoding
+from model.config import GPTConfig
 from model.generate import encode_prompt, generate
 from model.gpt2 import GPT
 from train.data import Windows
@@ -47,10 +48,15 @@ def val_loss(model: torch.nn.Module, windows: Windows, indices: np.ndarray, micr
     return (total[0] / total[1]).item()
 
 
+def samples_readable(cfg: GPTConfig) -> bool:
+    """Whether text samples of a model of ``cfg`` are GPT-2 text: another vocabulary cannot read it."""
+    return cfg.vocab_size >= VOCAB_SIZE
+
+
 def text_samples(model: GPT, prompts: list[str], tokens: int, seed: int) -> list[dict[str, Any]]:
     """A greedy and a sampled continuation (temperature 1, top-k 50) of each prompt."""
-    if model.config.vocab_size < VOCAB_SIZE:
-        return []  # a model on another vocabulary cannot read GPT-2 text
+    if not samples_readable(model.config):
+        return []
     enc = gpt2_encoding()
     out = []
     was_training = model.training

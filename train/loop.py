@@ -21,6 +21,7 @@ import logging
 import shutil
 import signal
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +32,6 @@ from model import weights
 from model.base.folders import RunFolder
 from model.base.gate import hold_at_gate
 from model.base.schema import to_dict
-from model.base.tokenizer import VOCAB_SIZE
 from model.flops import device_name, flops_per_token, peak_flops
 from model.gpt2 import GPT
 from model.memory import GIB, state_bytes_per_rank, step_memory
@@ -41,7 +41,7 @@ from train.config import TrainConfig, autocast_dtype
 from train.data import TrainData
 from train.distributed import Ranks, max_over_ranks, pick_device
 from train.errors import TrainingError
-from train.evaluate import text_samples, val_loss
+from train.evaluate import samples_readable, text_samples, val_loss
 from train.metrics import MetricsLogger, open_wandb
 from train.optim import Optimizers, lr_at, make_optimizer, muon_flops_per_step
 from train.signals import StopRequested
@@ -59,6 +59,7 @@ class Trainer:
         self.model, self.optimizer, self.data = model, optimizer, data
         self.net: torch.nn.Module = model  # what the step runs: compiled, DDP-wrapped by ``build``
         self.sharded = sharding.is_sharded(model)  # parallel=fsdp on more than one rank
+        self.parallel = "fsdp" if self.sharded else "ddp"  # what runs: one process is never sharded
         self.autocast_dtype = autocast_dtype(cfg.dtype, device)
         fp16 = self.autocast_dtype == torch.float16
         if self.sharded:  # the scaler's inf checks see every shard: one verdict for all ranks
@@ -82,7 +83,7 @@ class Trainer:
         return {"step": self.step, "tokens": self.tokens, "loader": self.data.loader.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total, "wandb_id": self.wandb_id,
-                "world_size": self.ranks.world_size, "parallel": self.cfg.parallel}
+                "world_size": self.ranks.world_size, "parallel": self.parallel}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.tokens = state["step"], state["tokens"]
@@ -103,7 +104,7 @@ class Trainer:
         model = sharding.gathered(weights.tied_once(self.model.state_dict()), keep)
         return model, sharding.gathered(self.optimizer.state_dict(), keep)
 
-    def load_whole(self, folder: Any, optimizer_state: dict[str, Any]) -> None:
+    def load_whole(self, folder: Path, optimizer_state: dict[str, Any]) -> None:
         """Weights from a model folder (a checkpoint) and a whole optimizer state, into this rank's
         model and optimizer: cut to its shards where it is sharded."""
         if not self.sharded:
@@ -285,7 +286,7 @@ def evaluate(trainer: Trainer, logger: MetricsLogger) -> dict[str, Any]:
                                         lockstep=trainer.sharded)
         record["hellaswag_acc_norm"] = scores["acc_norm"]
     model: GPT | None = trainer.model
-    samples = bool(cfg.eval.prompts) and cfg.model.vocab_size >= VOCAB_SIZE  # text_samples' own test
+    samples = bool(cfg.eval.prompts) and samples_readable(cfg.model)
     if trainer.sharded and (samples or cfg.eval.tasks):  # every rank gathers; rank 0 keeps the copy
         model = sharding.whole_copy(trainer.model, ranks.main)
     if ranks.main and model is not None:
@@ -318,12 +319,11 @@ def log_held(trainer: Trainer) -> None:
     cfg, ranks = trainer.cfg, trainer.ranks
     held = trainer.held or {}
     most = {k: max_over_ranks(v, ranks, trainer.device) for k, v in held.items()}
-    parallel = "fsdp" if trainer.sharded else "ddp"
-    expected = state_bytes_per_rank(cfg.model, ranks.world_size, parallel, cfg.optim.name)
+    expected = state_bytes_per_rank(cfg.model, ranks.world_size, trainer.parallel, cfg.optim.name)
     if ranks.main:
         log.info("state held per rank (measured after the first step, the most of %d rank(s), %s): "
                  "parameters %d, gradients %d, optimizer %d = %d bytes; model/memory.py: %d bytes",
-                 ranks.world_size, parallel, most["params"], most["grads"], most["optimizer"],
+                 ranks.world_size, trainer.parallel, most["params"], most["grads"], most["optimizer"],
                  sum(most.values()), expected.total)
 
 
@@ -362,7 +362,7 @@ def log_plan(trainer: Trainer, flops: float, peak: float | None) -> None:
              trainer.data.loader.accumulation, cfg.micro_batch_size, cfg.model.block_size, cfg.max_steps,
              f"{total:,}", total / data, f"{data:,}")
     memory = step_memory(cfg.model, cfg.micro_batch_size, half_precision=trainer.autocast_dtype is not None,
-                         world_size=ranks.world_size, parallel="fsdp" if trainer.sharded else "ddp",
+                         world_size=ranks.world_size, parallel=trainer.parallel,
                          optimizer=cfg.optim.name)
     log_optimizer(trainer, flops)
     log.info("memory per rank (estimate, model/memory.py): %s%s; peak for MFU: %s", memory.describe(),

@@ -173,9 +173,11 @@ def half_precision(cfg: TrainConfig, device_type: str) -> bool:
 
 def micro_batch_memory(cfg: TrainConfig, world_size: int, micro_batch: int,
                        device_type: str = "cuda") -> StepMemory:
-    """The estimate of a step of ``cfg`` at ``micro_batch`` on one of ``world_size`` ranks."""
+    """The estimate of a step of ``cfg`` at ``micro_batch`` on one of ``world_size`` ranks; one process
+    trains unsharded whatever ``parallel`` says (train/loop.py)."""
+    parallel = cfg.parallel if world_size > 1 else "ddp"
     return step_memory(cfg.model, micro_batch, half_precision=half_precision(cfg, device_type),
-                       world_size=world_size, parallel=cfg.parallel, optimizer=cfg.optim.name)
+                       world_size=world_size, parallel=parallel, optimizer=cfg.optim.name)
 
 
 def choose_micro_batch(cfg: TrainConfig, world_size: int, device_bytes: int,
@@ -225,14 +227,10 @@ def device_memory(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
 def resolve_micro_batch(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> int:
     """``cfg.micro_batch_size``, with ``auto`` chosen for this device; every rank calls it, and all take
     the smallest rank's choice (one whose GPU has less free takes the others down with it, not out)."""
-    import torch.distributed as dist
-
     from train.distributed import max_over_ranks
 
     if cfg.micro_batch_size != "auto":
         return cfg.micro_batch_size
-    if not dist.is_initialized():  # one process trains unsharded whatever parallel says (train/loop.py)
-        cfg = replace(cfg, parallel="ddp")
     memory, source = device_memory(cfg, device)
     failure = None
     try:
@@ -292,6 +290,8 @@ DDP_MIN_MICRO_BATCH = 4
 
 
 def recipe(model: str) -> TrainConfig:
+    """What ``python -m train model=MODEL`` runs (conf/model/MODEL.yaml's micro-batch, tokens per step,
+    optimizer), with the data folder the job lines name."""
     return compose([f"model={model}", "data.dir=/data/owt/tokens"])
 
 

@@ -7,15 +7,16 @@ all-gathered just before its forward and backward and its gradients reduce-scatt
 every micro-step (gradients stay sharded between micro-steps: the memory is the point).
 
 What stays as under DDP: the step (``train/loop.py``), the schedule, the loss and its accumulation,
-gradient clipping on the global norm, autocast around the forward. On top, with bf16 (or fp16)
-autocast, FSDP's mixed-precision policy all-gathers parameters in that dtype and reduces gradients
-in fp32.
+gradient clipping on the global norm, autocast around the forward and what it computes in fp32. On
+top, with bf16 (or fp16) autocast, FSDP's mixed-precision policy all-gathers the blocks' matrices in
+that dtype and reduces gradients in fp32 (``shard``).
 
 What needs care, here:
 
 - checkpoints keep the one format every tool reads (``model.safetensors`` of the whole model, the
   optimizer's state in torch's layout with each group's parameter names): ``gathered`` collects each
-  sharded tensor whole, one at a time, onto rank 0's host at save; ``load_sharded`` cuts the whole
+  sharded tensor whole, one at a time, onto rank 0's host at save; ``load_model_sharded`` and
+  ``optimizer_sharded`` cut the whole
   tensors every rank reads back into this rank's shards at load. So a run resumes across ``ddp`` and
   ``fsdp`` and across world sizes, and export, sampling and ``train.verify`` read it unchanged;
 - Muon orthogonalizes whole matrices: ``ShardedMuon`` gathers each update matrix whole (in bf16,
